@@ -1,0 +1,34 @@
+"""tongues: build small language models for your own language.
+
+Public API (kept small; heavy imports happen on first use):
+
+- ``tongues.load(path)`` -> a model you can ``generate()`` and ``chat()`` with
+- ``tongues.plan(...)`` -> a Chinchilla-style plan for a compute budget
+- ``tongues.load_recipe(path)`` / ``tongues.run_recipe(recipe)``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "tongues.lm.generate:load",
+    "plan": "tongues.lm.planner:plan",
+    "load_recipe": "tongues.config:load_recipe",
+    "run_recipe": "tongues.run:run_recipe",
+    "prepare": "tongues.data.prepare:prepare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'tongues' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

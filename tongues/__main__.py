@@ -1,0 +1,3 @@
+from tongues.cli import main
+
+raise SystemExit(main())
