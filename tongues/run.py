@@ -87,7 +87,8 @@ def stage_fingerprint(stage: Stage, recipe: Recipe, upstream: dict[str, dict[str
         "config": stage.config.model_dump(mode="json"),
         "extra": stage.extra,
         "seed": recipe.seed,
-        "inputs": {name: upstream[name].get("fingerprint") for name in stage.inputs},
+        # An upstream stage that ran again (forced, or changed) makes its dependents run again.
+        "inputs": {name: [upstream[name].get("fingerprint"), upstream[name].get("finished")] for name in stage.inputs},
     }
     if isinstance(stage.config, CorpusConfig):
         payload["sources"] = source_hashes(stage.config.sources)
