@@ -33,7 +33,7 @@ class CorpusConfig(StrictModel):
     minhash_perms: int = Field(128, ge=16)
     mask_pii: bool = True
     validation_share: float = Field(0.05, ge=0.0, lt=1.0)
-    max_docs: int | None = Field(None, gt=0)
+    max_docs: int | None = Field(None, gt=0)  # stop once this many documents are kept
     shard_docs: int = Field(100_000, gt=0)
 
     _check_lang = field_validator("lang")(lambda cls, v: check_language(v))

@@ -1,0 +1,22 @@
+"""Deterministic train/validation split by a hash of each document's normalized text.
+
+A document goes to validation when the first 8 bytes of its blake2b-128 digest, read as a
+fraction of 2^64, fall below `validation_share`. The decision depends on the document alone, so
+adding documents to a corpus never moves an existing one to the other split (no leakage from
+a re-run), and the same text lands in the same split in every corpus that holds it.
+"""
+
+from __future__ import annotations
+
+TRAIN = "train"
+VALIDATION = "validation"
+
+
+def split_point(key: bytes) -> float:
+    """Where a document's digest falls in [0, 1)."""
+    return int.from_bytes(key[:8], "big") / 2**64
+
+
+def split_of(key: bytes, validation_share: float) -> str:
+    """"validation" or "train" for a document with digest `key`."""
+    return VALIDATION if split_point(key) < validation_share else TRAIN
