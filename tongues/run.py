@@ -14,6 +14,7 @@ import importlib
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ class Stage:
     name: str  # directory name under the run directory, e.g. "data-ko"
     kind: str  # "data", "tokenizer", ...
     entry: str  # "module:function" taking a StageContext, returning metrics
-    config: BaseModel
+    config: BaseModel | None  # None: the stage has no settings of its own (only its inputs)
     inputs: list[str] = field(default_factory=list)  # names of upstream stages
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific settings (JSON-able)
 
@@ -77,6 +78,37 @@ def build_stages(recipe: Recipe) -> list[Stage]:
                 inputs=[f"data-{c}" for c in tok.corpora], extra={"tokenizer": name},
             )
         )
+    for name, model in recipe.models.items():
+        tok = f"tokenizer-{model.tokenizer}"
+        stages.append(
+            Stage(
+                f"tokenize-{name}", "tokenize", "tongues.data.tokenize:run_stage", None,
+                inputs=[tok, *(f"data-{c}" for c in model.corpora)],
+                extra={"model": name, "corpora": sorted(model.corpora)},
+            )
+        )
+        pretrain_inputs = [f"tokenize-{name}", tok]
+        if model.plan is not None:
+            stages.append(
+                Stage(
+                    f"plan-{name}", "plan", "tongues.lm.planner:run_stage", model.plan,
+                    inputs=[f"tokenize-{name}", tok], extra={"model": name, "seq_len": model.pretrain.seq_len},
+                )
+            )
+            pretrain_inputs.append(f"plan-{name}")
+        stages.append(
+            Stage(
+                f"pretrain-{name}", "pretrain", "tongues.lm.pretrain:run_stage", model.pretrain,
+                inputs=pretrain_inputs,
+                extra={"model": name, "corpora": model.corpora, "tokenizer": model.tokenizer,
+                       "sample_prompts": model.sample_prompts},
+            )
+        )
+        if model.eval is not None:
+            stages.append(
+                Stage(f"eval-{name}", "eval", "tongues.eval.stage:run_stage", model.eval,
+                      inputs=[f"pretrain-{name}"], extra={"model": name})
+            )
     return stages
 
 
@@ -84,11 +116,11 @@ def stage_fingerprint(stage: Stage, recipe: Recipe, upstream: dict[str, dict[str
     """What the stage's output depends on: its kind, config, seed, inputs' fingerprints, sources."""
     payload = {
         "kind": stage.kind,
-        "config": stage.config.model_dump(mode="json"),
+        "config": stage.config.model_dump(mode="json") if stage.config is not None else None,
         "extra": stage.extra,
         "seed": recipe.seed,
         # An upstream stage that ran again (forced, or changed) makes its dependents run again.
-        "inputs": {name: [upstream[name].get("fingerprint"), upstream[name].get("finished")] for name in stage.inputs},
+        "inputs": {name: [upstream[name].get("fingerprint"), upstream[name].get("run_id")] for name in stage.inputs},
     }
     if isinstance(stage.config, CorpusConfig):
         payload["sources"] = source_hashes(stage.config.sources)
@@ -170,7 +202,7 @@ def run_recipe(
             "kind": stage.kind,
             "status": "running",
             "fingerprint": fingerprint,
-            "config": stage.config.model_dump(mode="json"),
+            "config": stage.config.model_dump(mode="json") if stage.config is not None else None,
             "extra": stage.extra,
             "seed": recipe.seed,
             "inputs": {n: {"dir": str(run_dir / n), "fingerprint": manifests[n].get("fingerprint")} for n in stage.inputs},
@@ -186,6 +218,7 @@ def run_recipe(
         seconds = time.perf_counter() - start
         manifest.update(
             status="complete",
+            run_id=uuid.uuid4().hex,
             metrics=metrics,
             wall_time_s=round(seconds, 3),
             finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
