@@ -251,4 +251,18 @@ def main_run(recipe_path: str, overrides: list[str], only: list[str], force: lis
         return 130
     print()
     print(summary_table(results))
+    samples = sample_lines(results)
+    if samples:
+        print("\nSample generations (greedy):")
+        print("\n".join(samples))
     return 0
+
+
+def sample_lines(results: list[StageResult]) -> list[str]:
+    """`[stage] prompt → completion` for every sample a stage reported (pretraining does)."""
+    lines = []
+    for r in results:
+        for sample in r.metrics.get("samples", []) or []:
+            completion = " ".join(str(sample.get("completion", "")).split())
+            lines.append(f"  [{r.name}] {sample.get('prompt', '')} → {completion}")
+    return lines

@@ -596,7 +596,8 @@ def run_stage(ctx: Any) -> dict[str, Any]:
     vocab = extra.get("vocab_size") or _tokenizer_vocab(getattr(ctx, "inputs", {}) or {}) or 32000
     p = plan(
         flops=cfg.flops, params=cfg.params, gpus=cfg.gpus, gpu=cfg.gpu, hours=cfg.hours, mfu=cfg.mfu,
-        unique_tokens=getattr(cfg, "unique_tokens", None) or extra.get("unique_tokens"),
+        unique_tokens=getattr(cfg, "unique_tokens", None) or extra.get("unique_tokens")
+        or _tokenized_train_tokens(getattr(ctx, "inputs", {}) or {}),
         vocab_size=int(vocab), seq_len=int(extra.get("seq_len") or 2048), law=cfg.law,
     )
     write_plan(p, ctx.out_dir)
@@ -605,6 +606,18 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         "epochs": p.epochs, "predicted_loss": p.predicted_loss, "loss_unit": p.loss_unit, "law": p.law,
         "shape_params": p.shape_params, "shape": p.shape.to_dict(), "warnings": p.warnings, "headline": p.headline(),
     }
+
+
+def _tokenized_train_tokens(inputs: dict[str, Path]) -> int | None:
+    """Unique training tokens of a `tokenize-*` input (its manifest's metrics), if there is one."""
+    for name, directory in inputs.items():
+        manifest = Path(directory) / "manifest.json"
+        if name.startswith("tokenize-") and manifest.exists():
+            try:
+                return int(json.loads(manifest.read_text(encoding="utf-8"))["metrics"]["train_tokens"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
 
 
 def _tokenizer_vocab(inputs: dict[str, Path]) -> int | None:
