@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tongues.schema import StrictModel
 
 
 class PlanConfig(StrictModel):
-    """Compute budget for the planner: exactly one of `flops`, `params`, or `gpus`+`gpu`+`hours`."""
+    """Compute budget for the planner: exactly one of `flops`, `params`, or `gpus`+`gpu`+`hours`.
+
+    `gpus`+`gpu` without `hours` only describe the hardware for the cost and memory estimates.
+    `unique_tokens` overrides the corpus size the runner measures (tokens of the model's tokenizer).
+    `law`: chinchilla | chinchilla-approach1 | chinchilla-approach2 | epoch2024 | muennighoff2023 |
+    fitted:PATH (a law written by `tongues scaling fit`).
+    """
 
     flops: float | None = Field(None, gt=0)
     params: float | None = Field(None, gt=0)
@@ -19,11 +25,45 @@ class PlanConfig(StrictModel):
     hours: float | None = Field(None, gt=0)
     mfu: float = Field(0.4, gt=0, le=1)
     law: str = "chinchilla"
+    unique_tokens: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> PlanConfig:
+        given = [k for k in ("flops", "params", "hours") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one budget: flops, params, or gpus+gpu+hours (got {', '.join(given) or 'none'})"
+            )
+        if self.hours is not None and (self.gpus is None or self.gpu is None):
+            raise ValueError("hours needs gpus and gpu (e.g. gpus: 8, gpu: h100)")
+        if self.gpus is not None and self.gpu is None:
+            raise ValueError("gpus needs gpu (e.g. gpu: h100)")
+        if self.gpu is not None:
+            from tongues.errors import TonguesError
+            from tongues.lm.hardware import get_gpu
+
+            try:
+                get_gpu(self.gpu)
+            except TonguesError as err:
+                raise ValueError(str(err)) from None
+        if not (self.law in _LAW_NAMES or (self.law.startswith("fitted:") and len(self.law) > len("fitted:"))):
+            raise ValueError(f"unknown law {self.law!r} (known: {', '.join(_LAW_NAMES)}, or fitted:PATH)")
+        return self
+
+
+_LAW_NAMES = ("chinchilla", "chinchilla-approach1", "chinchilla-approach2", "epoch2024", "muennighoff2023")
 
 
 class PretrainConfig(StrictModel):
-    """The pretraining loop's knobs; anything left out is derived from the plan."""
+    """The pretraining loop's knobs; anything left out is derived from the plan.
 
+    The model shape is `model_config_file` (a Hugging Face LlamaConfig config.json), else `model`
+    (LlamaConfig keyword arguments), else the plan's config.json, else a small default; the
+    vocabulary size and special token ids always follow the tokenizer.
+    """
+
+    model: dict[str, Any] | None = None  # LlamaConfig kwargs, e.g. {hidden_size: 256, num_hidden_layers: 4}
+    model_config_file: str | None = None  # path of a Hugging Face LlamaConfig config.json
     seq_len: int = Field(256, ge=8)
     global_batch_tokens: int = Field(8192, gt=0)
     micro_batch_size: int = Field(8, gt=0)
@@ -33,9 +73,19 @@ class PretrainConfig(StrictModel):
     schedule: Literal["cosine", "wsd"] = "cosine"
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    decay_fraction: float = Field(0.2, gt=0, le=1)  # wsd: share of the steps spent decaying
     max_steps: int | None = Field(None, gt=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    train_tokens: int | None = Field(None, gt=0)  # budget when max_steps is unset (else the plan's, else one pass)
+    doc_mask: bool = False  # document-masked attention: no token attends across an EOS
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast where bf16 matmuls are fast
     compile: bool = False
     eval_every: int = Field(50, gt=0)
     checkpoint_every: int = Field(100, gt=0)
     keep_checkpoints: int = Field(2, ge=1)
+    eval_tokens: int = Field(65536, gt=0)  # validation tokens per corpus (whole documents)
+    log_every: int = Field(10, gt=0)
+    tensorboard: bool = True
+    spike_factor: float | None = Field(3.0, gt=1)  # skip a step whose loss exceeds this x the running mean
+    max_bad_steps: int = Field(5, ge=1)  # this many skipped steps in a row stop the run
+    num_threads: int | None = Field(None, gt=0)  # torch CPU threads (default: torch's choice)
+    peak_flops: float | None = Field(None, gt=0)  # per device, for MFU (default: GPU table / CPU measurement)

@@ -1,0 +1,164 @@
+"""Pretraining loop: exact resume, a kill during a checkpoint write, NaN / spike handling."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+from pretrain_fixtures import losses, tiny_config, tokenized
+
+from tongues.lm import checkpoint as ckpt
+from tongues.lm import pretrain as pt
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tok, tokens = tokenized(tmp_path_factory.mktemp("corpus"))
+    return tok, {"vi": (tokens, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted 12-step run: its per-step losses are what every resumed run must reproduce."""
+    tok, corpora = data
+    out = tmp_path_factory.mktemp("reference")
+    result = pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
+    return out, result
+
+
+def test_uninterrupted_run_learns_and_reports(reference):
+    out, result = reference
+    got = losses(out)
+    assert [s for s, _ in got] == list(range(1, 13))
+    assert got[-1][1] < got[0][1] - 0.5  # it learns
+    assert result["status"] == "complete" and result["skipped_steps"] == 0
+    assert 0 < result["val_bpb"] < 8 and math.isfinite(result["val_loss"])
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == [
+        "step-00000004", "step-00000008", "step-00000012"]
+
+
+def test_resume_reproduces_every_loss_bit_for_bit(data, reference, tmp_path):
+    """Interrupted after step 3 and after step 8 (one mid-checkpoint-interval, one on a checkpoint)."""
+    tok, corpora = data
+    out = tmp_path / "run"
+    first = pt.pretrain(tiny_config(), corpora, tok, out, seed=7, stop_after=3, export=False)
+    assert first["status"] == "stopped" and ckpt.latest_checkpoint(out / "checkpoints").name == "step-00000003"
+    pt.pretrain(tiny_config(), corpora, tok, out, seed=7, stop_after=8, export=False)
+    final = pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
+    assert losses(out) == losses(reference[0])  # exact float equality, every step
+    assert final["val_loss"] == reference[1]["val_loss"]
+
+
+def test_kill_during_checkpoint_write_keeps_previous_checkpoint(data, reference, tmp_path, monkeypatch):
+    tok, corpora = data
+    out = tmp_path / "run"
+    real_save = ckpt._save_optimizer
+
+    def dies_at_step_8(accelerator, model, optimizer, path):
+        if "00000008" in path.name:
+            (path / "optimizer.pt").write_bytes(b"half a file")
+            raise RuntimeError("killed mid-write")
+        real_save(accelerator, model, optimizer, path)
+
+    monkeypatch.setattr(ckpt, "_save_optimizer", dies_at_step_8)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
+    monkeypatch.setattr(ckpt, "_save_optimizer", real_save)
+    root = out / "checkpoints"
+    assert ckpt.latest_checkpoint(root).name == "step-00000004"  # the partial step 8 is not a checkpoint
+    assert (root / ".step-00000008.tmp").exists()
+    from transformers import LlamaForCausalLM
+
+    LlamaForCausalLM.from_pretrained(root / "step-00000004" / "model")  # loadable as is
+    pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)  # the same command resumes
+    assert not (root / ".step-00000008.tmp").exists()
+    assert losses(out) == losses(reference[0])
+
+
+def _inject(monkeypatch, accum: int, factors: dict[int, float]) -> None:
+    """Multiply the loss of the micro-batches of the given (1-based) steps by a factor (nan, 10...)."""
+    real, calls = pt.lm_loss, {"n": 0}
+
+    def faulty(logits, targets):
+        step = calls["n"] // accum + 1
+        calls["n"] += 1
+        loss = real(logits, targets)
+        return loss * factors[step] if step in factors else loss
+
+    monkeypatch.setattr(pt, "lm_loss", faulty)
+
+
+def test_nan_and_spike_steps_are_skipped_and_counted(data, tmp_path, monkeypatch):
+    tok, corpora = data
+    _inject(monkeypatch, accum=2, factors={5: float("nan"), 10: 10.0})
+    result = pt.pretrain(tiny_config(), corpora, tok, tmp_path / "run", seed=7, export=False)
+    assert result["status"] == "complete" and result["skipped_steps"] == 2
+    records = dict(losses(tmp_path / "run"))
+    assert math.isnan(records[5]) and records[10] > 10
+    assert all(math.isfinite(v) for s, v in records.items() if s != 5)  # the NaN never reached the weights
+    assert math.isfinite(result["val_loss"])
+
+
+def test_k_bad_steps_in_a_row_stop_with_a_clear_message(data, tmp_path, monkeypatch):
+    tok, corpora = data
+    _inject(monkeypatch, accum=2, factors={s: float("nan") for s in range(6, 13)})
+    out = tmp_path / "run"
+    with pytest.raises(pt.TrainingDiverged, match=r"last 3 steps had a non-finite or spiking loss") as err:
+        pt.pretrain(tiny_config(max_bad_steps=3), corpora, tok, out, seed=7, export=False)
+    assert "step-00000004" in str(err.value) and "stopped at step 8" in str(err.value)
+    last = ckpt.latest_checkpoint(out / "checkpoints")
+    assert ckpt.read_state(last)["step"] == 4
+    from transformers import LlamaForCausalLM
+
+    LlamaForCausalLM.from_pretrained(last / "model")
+
+
+def test_changed_data_settings_refuse_to_resume(data, reference, tmp_path):
+    tok, corpora = data
+    out = tmp_path / "run"
+    shutil.copytree(reference[0] / "checkpoints", out / "checkpoints")
+    with pytest.raises(pt.ConfigError, match="different data settings"):
+        pt.pretrain(tiny_config(seq_len=16), corpora, tok, out, seed=7, export=False)
+
+
+def test_document_mask_keeps_attention_inside_each_document():
+    import torch
+
+    from tongues.lm.config import PretrainConfig
+
+    cfg = PretrainConfig(model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                "num_attention_heads": 4, "num_key_value_heads": 2}, seq_len=16)
+    model = pt.build_model(pt.model_config(cfg, vocab_size=50), seed=0).eval()
+    second_doc = [17, 8, 9, 30, 11]
+    packed = torch.tensor([[12, 40, 7, 22, pt.EOS_ID, *second_doc]])
+    with torch.no_grad():
+        masked = pt.forward_logits(model, packed, doc_mask=True)[0, 5:]
+        plain = pt.forward_logits(model, packed, doc_mask=False)[0, 5:]
+        alone = pt.forward_logits(model, torch.tensor([second_doc]), doc_mask=False)[0]
+    torch.testing.assert_close(masked, alone, rtol=1e-4, atol=1e-5)  # as if the first document were absent
+    assert not torch.allclose(plain, alone, atol=1e-3)
+
+
+def test_sigint_writes_a_checkpoint_and_the_same_command_resumes(data, reference, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    tok, corpora = data
+    real, calls = pt.lm_loss, {"n": 0}
+
+    def interrupt_in_step_6(logits, targets):
+        calls["n"] += 1
+        if calls["n"] == 11:  # first micro-batch of step 6 (2 per step)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(logits, targets)
+
+    monkeypatch.setattr(pt, "lm_loss", interrupt_in_step_6)
+    out = tmp_path / "run"
+    with pytest.raises(pt.TrainingInterrupted, match="interrupted at step 6"):
+        pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
+    assert ckpt.latest_checkpoint(out / "checkpoints").name == "step-00000006"  # the step was finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    monkeypatch.setattr(pt, "lm_loss", real)
+    pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
+    assert losses(out) == losses(reference[0])

@@ -1,0 +1,186 @@
+"""Training checkpoints: written under a temporary name and renamed, so a kill mid-write is harmless.
+
+One checkpoint is a directory ``ROOT/step-00000100/``::
+
+    model/              a Hugging Face model directory (config.json, model.safetensors,
+                        generation_config.json): loadable by transformers from the first checkpoint
+    optimizer.pt        the optimizer's full state dict (tensors and numbers; torch.load(weights_only=True))
+    rng.json            every process's torch / numpy / python RNG states
+    trainer_state.json  step, data position (global sample index), loss EMA, skip counters, settings
+
+It is first written as ``ROOT/.step-00000100.tmp`` and renamed when complete; a directory without
+trainer_state.json, or a temporary one, is never loaded. The last `keep` checkpoints are kept.
+Works for one process, DDP, FSDP (full state dicts gathered on rank 0) and DeepSpeed (its engine
+writes its own optimizer shards under ``deepspeed/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tongues.errors import DataError
+from tongues.manifest import write_json
+
+STATE = "trainer_state.json"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_path(root: str | Path, step: int) -> Path:
+    return Path(root) / f"step-{step:08d}"
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE).exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / STATE).read_text(encoding="utf-8"))
+
+
+def remove_partial(root: str | Path) -> None:
+    """Delete temporaries left by a write that was killed (they are never loaded anyway)."""
+    root = Path(root)
+    if root.is_dir():
+        for p in root.glob(".step-*.tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as JSON-able lists."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state().tolist(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _is_fsdp(accelerator: Any) -> bool:
+    return accelerator.distributed_type.name == "FSDP"
+
+
+def _is_deepspeed(accelerator: Any) -> bool:
+    return accelerator.distributed_type.name == "DEEPSPEED"
+
+
+def _save_optimizer(accelerator: Any, model: Any, optimizer: Any, path: Path) -> None:
+    if _is_deepspeed(accelerator):
+        model.save_checkpoint(str(path / "deepspeed"), tag="state")  # every rank writes its shard
+        return
+    if _is_fsdp(accelerator):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_optimizer_state_dict(model, optimizer.optimizer, options=options)  # the FSDP-wrapped root
+    else:
+        state = optimizer.state_dict()
+    if accelerator.is_main_process:
+        torch.save(state, path / "optimizer.pt")
+
+
+def save_checkpoint(
+    accelerator: Any, model: Any, optimizer: Any, root: str | Path, step: int, state: dict[str, Any], keep: int
+) -> Path:
+    """Write checkpoint `step` under `root` (all processes call this); returns its path."""
+    from accelerate.utils import gather_object
+
+    root = Path(root)
+    final, tmp = checkpoint_path(root, step), root / f".step-{step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    weights = accelerator.get_state_dict(model)  # gathers FSDP / ZeRO-3 shards; every rank must call
+    rngs = gather_object([rng_state()])
+    if accelerator.is_main_process:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a "Writing model shards" bar at every checkpoint is noise
+        try:
+            accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=weights)
+        finally:
+            hf_logging.enable_progress_bar()
+    _save_optimizer(accelerator, model, optimizer, tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "rng.json").write_text(json.dumps(rngs), encoding="utf-8")
+        write_json(tmp / STATE, {**state, "step": step, "world_size": accelerator.num_processes})
+        if final.exists():  # the same step written again (a resumed run stopping where it started)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_model_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load checkpoint `path`'s safetensors into an unprepared model (before accelerator.prepare)."""
+    from safetensors.torch import load_file
+
+    files = sorted((Path(path) / "model").glob("*.safetensors"))
+    if not files:
+        raise DataError(f"{path}/model: no .safetensors weights in this checkpoint")
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        weights.update(load_file(f))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ()) if model.config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise DataError(
+            f"{path}/model: weights do not match the model (missing {sorted(set(missing) - tied)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}): was the model shape changed since this checkpoint?"
+        )
+
+
+def load_training_state(path: str | Path, accelerator: Any, model: Any, optimizer: Any) -> dict[str, Any]:
+    """Restore optimizer and RNG states of checkpoint `path` into prepared objects; returns its trainer state."""
+    path = Path(path)
+    if _is_deepspeed(accelerator):
+        model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
+    else:
+        state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        if _is_fsdp(accelerator):
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            set_optimizer_state_dict(model, optimizer.optimizer, state, options=options)
+        else:
+            optimizer.load_state_dict(state)
+    rngs = json.loads((path / "rng.json").read_text(encoding="utf-8"))
+    # Same process count: each process gets its own states back; otherwise rank 0's are shared.
+    index = accelerator.process_index if len(rngs) == accelerator.num_processes else 0
+    set_rng_state(rngs[index])
+    return read_state(path)
