@@ -111,3 +111,13 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("crash during write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_only_runs_the_selected_stages_and_ignores_downstream(recipe: Recipe) -> None:
+    results = run.run_recipe(recipe, only=["data-ko"], log=lambda _: None)
+    assert [(r.name, r.status) for r in results] == [("data-ko", "ran")]
+    from tongues.errors import ConfigError
+
+    (recipe.run_dir / "data-ko" / "manifest.json").unlink()
+    with pytest.raises(ConfigError, match="stage data-ko must run before tokenizer-ko"):
+        run.run_recipe(recipe, only=["tokenizer-ko"], log=lambda _: None)

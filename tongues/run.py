@@ -164,6 +164,7 @@ def run_recipe(
 
             raise ConfigError(f"unknown stage {wanted!r} (stages of {recipe.name}: {', '.join(names)})")
     forced = set(names) if "all" in (force or []) else set(force or [])
+    needed = _upstream_of(stages, set(only or []))
     run_dir = recipe.run_dir
     manifests: dict[str, dict[str, Any]] = {}
     results: list[StageResult] = []
@@ -173,6 +174,8 @@ def run_recipe(
         stored = read_manifest(out_dir)
         header = f"[{index}/{len(stages)}] {stage.name}"
         if only and stage.name not in only:
+            if stage.name not in needed:
+                continue  # neither selected nor upstream of a selected stage
             if not (stored and stored.get("status") == "complete"):
                 from tongues.errors import ConfigError
 
@@ -227,6 +230,19 @@ def run_recipe(
         manifests[stage.name] = manifest
         results.append(StageResult(stage.name, "resumed" if resuming else "ran", seconds, out_dir, metrics))
     return results
+
+
+def _upstream_of(stages: list[Stage], selected: set[str]) -> set[str]:
+    """Every stage some selected stage depends on, directly or not."""
+    inputs = {s.name: s.inputs for s in stages}
+    needed: set[str] = set()
+    todo = [i for name in selected for i in inputs.get(name, [])]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(inputs.get(name, []))
+    return needed
 
 
 def summary_table(results: list[StageResult]) -> str:
