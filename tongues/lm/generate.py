@@ -227,17 +227,21 @@ def load(
     except (ValueError, OSError, KeyError) as err:
         raise TonguesError(f"cannot load {directory} as a causal language model: {err}") from err
     model.to(device).eval()
-    return LanguageModel(model, tokenizer, directory)
+    return LanguageModel(model, tokenizer, directory, column_major=device.startswith("cpu"))
 
 
 class LanguageModel:
     """A loaded causal LM and its tokenizer. Use `generate` for text, `chat` for conversations.
 
-    Wrapping a model prepares its decode path (for Llama, fused projection weights): put the model on
-    its device first. Safe to share between threads (the server encodes on one, decodes on another).
+    Wrapping a model prepares its decode path (for Llama: fused projection weights, the modules'
+    parameters becoming views into them, values and the model's own arithmetic unchanged); put the
+    model on its device first. `column_major` also stores those weights transposed, faster on CPU
+    (see _LlamaWeights); it changes the last bits of the model's own forward too, so only `load`,
+    which owns its model, turns it on. Safe to share between threads (the server encodes on one
+    thread, decodes on another).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, path: Path | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, path: Path | None = None, column_major: bool = False) -> None:
         self.model = model
         # Fast tokenizers reconfigure their Rust object on calls; concurrent calls can clash.
         self._tokenizer_lock = threading.RLock()
@@ -262,7 +266,7 @@ class LanguageModel:
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
         self.defaults = _defaults_from(gen)
-        self._stepper_factory = _stepper_factory(model)
+        self._stepper_factory = _stepper_factory(model, column_major)
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
@@ -563,9 +567,12 @@ class _Stepper:
         raise NotImplementedError
 
 
-def _stepper_factory(model: Any) -> Callable[[int], _Stepper]:
+def _stepper_factory(model: Any, column_major: bool) -> Callable[[int], _Stepper]:
     if _LlamaWeights.supports(model):
-        weights = _LlamaWeights(model)
+        # Laid out once per model: wrapping the same model again (eval does, per call) reuses it.
+        weights = model.__dict__.get("_tongues_decode_weights")
+        if weights is None:
+            weights = model.__dict__["_tongues_decode_weights"] = _LlamaWeights(model, column_major)
         return lambda capacity: _LlamaStepper(weights, capacity)
     return lambda capacity: _HFStepper(model)
 
@@ -622,13 +629,14 @@ class _LlamaWeights:
     """A Llama model's weights, laid out for decode steps, and its rotary tables; shared by every batch.
 
     The q/k/v projections become one matrix and gate/up another (one matrix-vector product instead of
-    three or two). On CPU every matrix is also stored column-major (transposed): MKL's product of one
-    activation row with a row-major weight (sgemm with a transposed B) measured 1.3-2x slower than
-    with the same weight column-major, and a decode step is little else. The modules' own weights
-    become views into this storage, so no memory is duplicated and the model's forward (the prefill)
-    runs on exactly the arithmetic of the decode steps: greedy output is bitwise that of
-    ``model.generate`` on this model. A freshly loaded row-major copy rounds its dot products
-    differently in the last bits (as transformers' own batched and single runs do).
+    three or two). With `column_major` (CPU) every matrix is also stored transposed: MKL's product of
+    one activation row with a row-major weight (sgemm with a transposed B) measured 1.3-2x slower
+    than with the same weight column-major, and a decode step is little else. The modules' own
+    weights become views into this storage, so no memory is duplicated and the model's forward (the
+    prefill) runs on exactly the arithmetic of the decode steps: greedy output is bitwise that of
+    ``model.generate`` on this model. With column-major weights a freshly loaded row-major copy may
+    round its dot products differently in the last bits (as transformers' own batched and single
+    runs of one prompt do); the tests and the benchmark compare token ids with such a copy too.
     """
 
     _STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rope tables that do not change with length
@@ -645,7 +653,7 @@ class _LlamaWeights:
             and layer_types == {"full_attention"}
         )
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, column_major: bool) -> None:
         config = model.config
         self.model = model
         self.inner = model.model
@@ -654,29 +662,28 @@ class _LlamaWeights:
         self.n_kv_heads = config.num_key_value_heads
         self.head_dim = attn.head_dim
         self.scaling = attn.scaling
-        column_major = self.inner.embed_tokens.weight.device.type == "cpu"
         self.layers = [self._layer(layer, column_major) for layer in self.inner.layers]
         tied = model.lm_head.weight is self.inner.embed_tokens.weight
-        (lm_head_weight,), _ = _relayout([model.lm_head], column_major)
+        lm_head_weight, lm_head_bias = _relayout([model.lm_head], column_major)
         if tied:  # the embedding reads rows of the same (now column-major) matrix: keep them one tensor
             self.inner.embed_tokens.weight = model.lm_head.weight
         self.embed = self.inner.embed_tokens.weight
         self.norm = (self.inner.norm.weight, self.inner.norm.variance_epsilon)
-        self.lm_head = (lm_head_weight, model.lm_head.bias)
+        self.lm_head = (lm_head_weight, lm_head_bias)
         self.cos = self.sin = torch.empty(0)
 
     @staticmethod
     def _layer(layer: Any, column_major: bool) -> tuple[Any, ...]:
         attn, mlp = layer.self_attn, layer.mlp
-        (qkv_weight,), (qkv_bias,) = _relayout([attn.q_proj, attn.k_proj, attn.v_proj], column_major)
-        (gate_up_weight,), (gate_up_bias,) = _relayout([mlp.gate_proj, mlp.up_proj], column_major)
-        (o_weight,), _ = _relayout([attn.o_proj], column_major)
-        (down_weight,), _ = _relayout([mlp.down_proj], column_major)
+        qkv_weight, qkv_bias = _relayout([attn.q_proj, attn.k_proj, attn.v_proj], column_major)
+        gate_up_weight, gate_up_bias = _relayout([mlp.gate_proj, mlp.up_proj], column_major)
+        o_weight, o_bias = _relayout([attn.o_proj], column_major)
+        down_weight, down_bias = _relayout([mlp.down_proj], column_major)
         return (
             layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, qkv_weight, qkv_bias,
-            o_weight, attn.o_proj.bias,
+            o_weight, o_bias,
             layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-            gate_up_weight, gate_up_bias, mlp.gate_proj.out_features, down_weight, mlp.down_proj.bias,
+            gate_up_weight, gate_up_bias, mlp.gate_proj.out_features, down_weight, down_bias,
             F.silu if type(mlp.act_fn).__name__ == "SiLUActivation" else mlp.act_fn,  # same op, no module call
         )
 
@@ -692,26 +699,25 @@ class _LlamaWeights:
         return self.cos, self.sin
 
 
-def _relayout(
-    linears: list[Any], column_major: bool
-) -> tuple[tuple[torch.Tensor], tuple[torch.Tensor | None]]:
+def _relayout(linears: list[Any], column_major: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack the weights (and biases) of linear layers that read the same input into one matrix,
-    column-major if asked, and make the layers' parameters views into it. Returns ((weight,), (bias,))."""
+    column-major if asked, and make the layers' parameters views into it; returns (weight, bias)."""
+    first = linears[0]
+    if len(linears) == 1 and not column_major:
+        return first.weight, first.bias
     with torch.no_grad():
-        weight = torch.cat([linear.weight for linear in linears]) if len(linears) > 1 else linears[0].weight
+        weight = torch.cat([linear.weight for linear in linears])
+        bias = torch.cat([linear.bias for linear in linears]) if first.bias is not None else None
         if column_major:
             weight = weight.t().contiguous().t()  # same values, transposed storage
-        has_bias = linears[0].bias is not None
-        bias = torch.cat([linear.bias for linear in linears]) if has_bias and len(linears) > 1 else (
-            linears[0].bias if has_bias else None)
         start = 0
         for linear in linears:
             end = start + linear.weight.shape[0]
             linear.weight = torch.nn.Parameter(weight[start:end], requires_grad=False)
-            if bias is not None and len(linears) > 1:
+            if bias is not None:
                 linear.bias = torch.nn.Parameter(bias[start:end], requires_grad=False)
             start = end
-    return (weight,), (bias,)
+    return weight, bias
 
 
 class _LlamaStepper(_Stepper):

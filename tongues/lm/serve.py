@@ -412,7 +412,7 @@ def create_app(
                     return event[1]
                 if event[0] == "error":
                     raise event[1] or _timeout_error(limits)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             raise _timeout_error(limits) from None
         finally:
             job.cancelled.set()
@@ -548,7 +548,7 @@ def _sse(job: Job, chunk: Callable[[int, str, str | None], dict[str, Any]], firs
             while True:
                 try:
                     event = await asyncio.wait_for(job.events.get(), max(0.0, job.deadline - time.monotonic()) + 0.5)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
                     yield _event(_timeout_error(limits).body())
                     break
                 if event[0] == "text":
