@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-try:
-    from test_generate import make_tiny_model
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.test_generate import make_tiny_model
+from model_fixtures import make_tiny_model
 
 CONVERSATION = [{"role": "system", "content": "Trả lời ngắn gọn."}, {"role": "user", "content": "안녕하세요! 한국어 할 줄 아세요?"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-import torch
-
-try:
-    from test_generate import make_tiny_model
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.test_generate import make_tiny_model
+from model_fixtures import make_tiny_model
 
 openai = pytest.importorskip("openai")
 
@@ -28,12 +23,7 @@ KEY = "test-key"
 MESSAGES = [{"role": "user", "content": "Xin chào! Bạn khỏe không?"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
