@@ -22,11 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import write_section  # noqa: E402  (benchmarks/results.py)
+
 from tongues.data.config import CorpusConfig
 from tongues.data.dedup import ExactDedup, digest
 from tongues.data.normalize import normalize_text
 from tongues.data.prepare import prepare
-from tongues.manifest import atomic_path
 
 DEFAULT_INPUT = "/work/shared/corpora/ko/nsmc.train.txt"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -66,18 +67,6 @@ def timed(label: str, func, size_mb: float) -> dict:
     print(f"{label:<58} {seconds:7.1f} s {row['mb_per_min']:8.1f} MB/min  peak RSS {row['peak_rss_mb']:.0f} MB",
           flush=True)
     return row
-
-
-def replace_section(text: str, section: str) -> str:
-    """`text` with the `## data prepare` section replaced by `section` (appended if absent)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        return (text.rstrip() + "\n\n" if text.strip() else "") + section
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    before = "\n".join(lines[:start]).rstrip()
-    after = "\n".join(lines[end:]).strip()
-    return "\n\n".join(part for part in (before, section.rstrip(), after) if part) + "\n"
 
 
 def main() -> int:
@@ -123,9 +112,7 @@ Target: at least 20 MB/min through every filter. Peak RSS is the process maximum
 Full pipeline: {metrics['headline']}; duplicate rate {100 * metrics['duplicate_rate']:.2f}%; removed
 {', '.join(f'{k} {v:,}' for k, v in metrics['removed'].items() if v)}.
 """
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    with atomic_path(RESULTS) as tmp:
-        tmp.write_text(replace_section(existing, section), encoding="utf-8")
+    write_section(section, RESULTS)
     print(f"updated {RESULTS}")
     return 0
 

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import write_section  # noqa: E402  (benchmarks/results.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 # Python puts this script's folder first on sys.path, where sibling benchmarks (tokenizers.py)
 # would shadow real packages: drop it, put the repository root instead.
@@ -172,19 +174,6 @@ def speed(scorer, docs: list[str], batch_size: int, repeats: int) -> list[dict]:
         rows.append({"backend": label, "seconds": seconds, "tokens_per_s": n_tokens / seconds,
                      "speedup": base / seconds, "total_nll": total_nll})
     return rows
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) the `## eval` section of benchmarks/RESULTS.md."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else "# Benchmark results\n"
-    lines = current.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## eval"), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
-    RESULTS.write_text(new, encoding="utf-8")
 
 
 def main() -> int:

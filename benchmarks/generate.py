@@ -34,6 +34,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from results import write_section  # noqa: E402  (benchmarks/results.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 # Running this file puts benchmarks/ first on sys.path, where other benchmarks' names (tokenizers.py)
 # would shadow the libraries of the same name.
@@ -210,23 +212,6 @@ def bench_server(lm, texts: list[str], rounds: int, clients: int, requests: int,
         row["speedup"] = statistics.median(v["req_s"] / b["req_s"] for v, b in zip(values, runs[1], strict=True))
         rows.append({"max_batch": batch_size, **row})
     return rows
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) the `## generate` section of benchmarks/RESULTS.md."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else "# Benchmark results\n"
-    lines = current.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## generate"), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = [""] + lines[end:] if end < len(lines) else []
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + tail) + "\n"
-    from tongues.manifest import atomic_path
-
-    with atomic_path(RESULTS) as tmp:
-        Path(tmp).write_text(new, encoding="utf-8")
 
 
 def main() -> int:

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from results import write_section  # noqa: E402  (benchmarks/results.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 # Running this file puts benchmarks/ first on sys.path, where other benchmarks' names (tokenizers.py)
 # would shadow the libraries of the same name.
@@ -329,8 +331,6 @@ def main() -> None:
 
 def write_results(args: argparse.Namespace, table: list[str], peaks: list[dict], precision: str, fpt: float,
                   other_peak: str) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     cmd = (f".venv/bin/python benchmarks/pretrain.py --rounds {args.rounds} --steps {args.steps} "
            f"--precision {args.precision} --threads {args.threads}" + (" --compile" if args.compile else ""))
     peak_text = ", ".join(f"{p['peak_cpu'] / 1e9:.1f}" for p in peaks)
@@ -346,13 +346,7 @@ def write_results(args: argparse.Namespace, table: list[str], peaks: list[dict],
         f"(same loop in {other_peak} GFLOP per CPU-second).",
         "", *table, "",
     ])
-    start = text.find("## pretrain")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_section(section)
 
 
 if __name__ == "__main__":

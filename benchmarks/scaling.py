@@ -29,9 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))  # for benchmarks.results, without this folder shadowing packages
 
 import numpy as np  # noqa: E402
 
+from benchmarks.results import write_section  # noqa: E402
 from tongues.lm.fit import fit_runs  # noqa: E402
 from tongues.lm.memory import estimate_memory, measure_step_peak  # noqa: E402
 from tongues.lm.planner import plan  # noqa: E402
@@ -177,15 +179,7 @@ def main() -> None:
         f"a = {TRUE.a:.4f}):", "", *fits, "",
         "Published allocations:", "", *planner, "",
     ])
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    begin = text.find("## scaling")
-    if begin >= 0:
-        end = text.find("\n## ", begin + 1)
-        text = text[:begin] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_section(section)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from benchmarks.results import write_section  # noqa: E402
 from tongues.errors import ConfigError  # noqa: E402
 from tongues.tokenizers.report import read_parallel, tokenizer_report  # noqa: E402
 from tongues.tokenizers.sampling import TextSource, write_training_text  # noqa: E402
@@ -257,19 +258,6 @@ def markdown(rows: list[dict], multi: dict, seconds: float) -> str:
         cells = [f"{r['bytes_per_token']:.3f}" for r in multi["rows"] if r["tokenizer"] == name]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace (or append) this benchmark's `## tokenizers` section, leaving the others alone."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main() -> int:
