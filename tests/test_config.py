@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,13 @@ def test_missing_and_malformed_recipe_files(tmp_path: Path) -> None:
     listy.write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_recipe(listy)
+
+
+def test_pretrain_config_file_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "pretrain.yaml"
+    bad.write_text("lr: [oops\n", encoding="utf-8")
+    args = ["pretrain", "--data", "d", "--tokenizer", "t", "--out", str(tmp_path / "o"), "--config"]
+    assert main([*args, str(bad)]) == 2
+    assert re.fullmatch(rf"error: {re.escape(str(bad))}:\d+: invalid YAML: .*\n", capsys.readouterr().err)
+    assert main([*args, str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: config file does not exist" in capsys.readouterr().err

@@ -79,9 +79,17 @@ def _ref_error(loc: str, name: str, defined: dict[str, Any]) -> _ReferenceError:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply `key.sub=value` overrides, validate. Raises ConfigError."""
+    data = read_yaml_mapping(path, "recipe")
+    for item in overrides or []:
+        apply_override(data, item, source=str(path))
+    return validate(Recipe, data, source=str(path))
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (a `what`: recipe, config...); ConfigError names file and line."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: recipe file does not exist")
+        raise ConfigError(f"{path}: {what} file does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -91,11 +99,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+    if data is None and what != "recipe":
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of keys to values")
-    for item in overrides or []:
-        apply_override(data, item, source=str(path))
-    return validate(Recipe, data, source=str(path))
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys to values")
+    return data
 
 
 def apply_override(data: dict[str, Any], item: str, source: str = "--set") -> None:

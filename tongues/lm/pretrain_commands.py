@@ -114,9 +114,7 @@ def _handle_pretrain(args: argparse.Namespace) -> int:
 
 
 def _pretrain_direct(args: argparse.Namespace) -> int:
-    import yaml
-
-    from tongues.config import apply_override, validate
+    from tongues.config import apply_override, read_yaml_mapping, validate
     from tongues.lm.config import PretrainConfig
     from tongues.lm.pretrain import pretrain
 
@@ -127,7 +125,7 @@ def _pretrain_direct(args: argparse.Namespace) -> int:
     source = "--set"
     if args.config:
         source = args.config
-        settings = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        settings = read_yaml_mapping(args.config, "config")
     for item in args.overrides:
         apply_override(settings, item, source=source)
     cfg = validate(PretrainConfig, settings, source=source)
