@@ -80,10 +80,10 @@ def _inject(monkeypatch, accum: int, factors: dict[int, float]) -> None:
     """Multiply the loss of the micro-batches of the given (1-based) steps by a factor (nan, 10...)."""
     real, calls = pt.lm_loss, {"n": 0}
 
-    def faulty(logits, targets):
+    def faulty(*args):
         step = calls["n"] // accum + 1
         calls["n"] += 1
-        loss = real(logits, targets)
+        loss = real(*args)
         return loss * factors[step] if step in factors else loss
 
     monkeypatch.setattr(pt, "lm_loss", faulty)
@@ -147,11 +147,11 @@ def test_sigint_writes_a_checkpoint_and_the_same_command_resumes(data, reference
     tok, corpora = data
     real, calls = pt.lm_loss, {"n": 0}
 
-    def interrupt_in_step_6(logits, targets):
+    def interrupt_in_step_6(*args):
         calls["n"] += 1
         if calls["n"] == 11:  # first micro-batch of step 6 (2 per step)
             os.kill(os.getpid(), signal.SIGINT)
-        return real(logits, targets)
+        return real(*args)
 
     monkeypatch.setattr(pt, "lm_loss", interrupt_in_step_6)
     out = tmp_path / "run"
@@ -162,3 +162,19 @@ def test_sigint_writes_a_checkpoint_and_the_same_command_resumes(data, reference
     monkeypatch.setattr(pt, "lm_loss", real)
     pt.pretrain(tiny_config(), corpora, tok, out, seed=7, export=False)
     assert losses(out) == losses(reference[0])
+
+
+def test_chunked_loss_trains_like_the_logits_loss(data, tmp_path):
+    """`fused_loss` (the default) changes how the loss is computed, not what it is: in fp32 the two
+    runs' per-step losses and validation loss agree to float rounding."""
+    tok, corpora = data
+    runs = {}
+    for fused in (True, False):
+        out = tmp_path / f"fused-{fused}"
+        result = pt.pretrain(tiny_config(precision="fp32", fused_loss=fused, max_steps=8), corpora, tok, out,
+                             seed=7, export=False)
+        runs[fused] = (losses(out), result["val_loss"])
+    (fused, fused_val), (plain, plain_val) = runs[True], runs[False]
+    assert [s for s, _ in fused] == [s for s, _ in plain] == list(range(1, 9))
+    assert [v for _, v in fused] == pytest.approx([v for _, v in plain], rel=1e-4)
+    assert fused_val == pytest.approx(plain_val, rel=1e-4)

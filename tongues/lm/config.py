@@ -79,6 +79,11 @@ class PretrainConfig(StrictModel):
     doc_mask: bool = False  # document-masked attention: no token attends across an EOS
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast where bf16 matmuls are fast
     compile: bool = False
+    attention: Literal["auto", "sdpa", "eager"] = "auto"  # auto: sdpa, or eager when compiled on a CPU
+    # LM head + cross-entropy in chunks of tokens, without materializing the logits (tongues.lm.loss);
+    # off: the plain logits path. loss_chunk_tokens: tokens per chunk (default: by device and vocabulary).
+    fused_loss: bool = True
+    loss_chunk_tokens: int | None = Field(None, gt=0)
     eval_every: int = Field(50, gt=0)
     checkpoint_every: int = Field(100, gt=0)
     keep_checkpoints: int = Field(2, ge=1)

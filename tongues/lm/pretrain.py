@@ -36,6 +36,7 @@ from tongues.lm import checkpoint as ckpt
 from tongues.lm.config import PretrainConfig
 from tongues.lm.export import RUN_INFO
 from tongues.lm.flops import fast_bf16, flops_per_token, peak_flops
+from tongues.lm.loss import default_chunk, install_chunked_loss
 from tongues.lm.lr_schedule import lr_at
 from tongues.lm.metrics_log import MetricsLog, steady_throughput
 from tongues.lm.packing import EvalSet, PackedMixture, document_positions, eval_set, micro_batch
@@ -97,6 +98,15 @@ def build_model(config: Any, seed: int) -> torch.nn.Module:
     return model
 
 
+def attention_kernel(cfg: PretrainConfig, device: torch.device) -> str:
+    """`pretrain.attention`; "auto" is SDPA, except eager attention when compiled on a CPU: inductor
+    fuses its matmul-softmax-matmul, while SDPA stays an opaque CPU flash kernel whose backward
+    dominates at short context (benchmarks/pretrain.py). Not saved: the exported config is the same."""
+    if cfg.attention != "auto":
+        return cfg.attention
+    return "eager" if cfg.compile and device.type == "cpu" else "sdpa"
+
+
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
     """AdamW, fused where the build supports it; no weight decay on norms (1-D parameters)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -110,18 +120,29 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.O
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (targets -100 ignored), on flat views, in fp32 under autocast."""
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-
-
 def forward_logits(model: Any, inputs: torch.Tensor, doc_mask: bool) -> torch.Tensor:
     positions = document_positions(inputs, EOS_ID) if doc_mask else None
     return model(input_ids=inputs, position_ids=positions, use_cache=False).logits
 
 
+def token_nats(model: Any, inputs: torch.Tensor, targets: torch.Tensor, doc_mask: bool, fused: bool) -> torch.Tensor:
+    """Sum of next-token nats over the targets that are not -100, in fp32. `fused`: the model has
+    `install_chunked_loss` (no logits materialized); else from the logits."""
+    if not fused:
+        logits = forward_logits(model, inputs, doc_mask)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    positions = document_positions(inputs, EOS_ID) if doc_mask else None
+    return model(input_ids=inputs, position_ids=positions, labels=targets, use_cache=False).loss
+
+
+def lm_loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, doc_mask: bool, fused: bool) -> torch.Tensor:
+    """Mean next-token cross-entropy of one micro-batch (the training loss)."""
+    return token_nats(model, inputs, targets, doc_mask, fused) / targets.ne(-100).sum().clamp(min=1)
+
+
 @torch.no_grad()
-def evaluate(model: Any, sets: dict[str, EvalSet], accelerator: Any, micro: int, doc_mask: bool) -> dict[str, Any]:
+def evaluate(model: Any, sets: dict[str, EvalSet], accelerator: Any, micro: int, doc_mask: bool,
+             fused: bool) -> dict[str, Any]:
     """Validation loss (nats/token) and bits per UTF-8 byte, per corpus and overall; all processes call."""
     model.eval()
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -136,8 +157,7 @@ def evaluate(model: Any, sets: dict[str, EvalSet], accelerator: Any, micro: int,
             batch = rows[i : i + micro].to(accelerator.device)
             inputs, targets = batch[:, :-1].clamp(min=PAD_ID), batch[:, 1:].masked_fill(batch[:, 1:] < 0, -100)
             with accelerator.autocast():
-                logits = forward_logits(model, inputs, doc_mask)
-            nats += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+                nats += token_nats(model, inputs, targets, doc_mask, fused)
         nats = accelerator.reduce(nats, "sum").item()
         out[name] = {"loss": nats / es.num_targets, "bpb": nats / math.log(2) / max(1, es.num_bytes)}
         total += torch.tensor([nats, es.num_targets, es.num_bytes], dtype=torch.float64, device=total.device)
@@ -272,6 +292,10 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     resume = Path(found[0]) if found[0] else None
     model_cfg = model_config(cfg, vocab_size, plan_dir)
     model = build_model(model_cfg, seed)
+    model.set_attn_implementation(attention_kernel(cfg, accelerator.device))
+    fused = cfg.fused_loss
+    if fused:  # before the wrappers (DDP, FSDP, compile), which then see the loss inside the forward
+        install_chunked_loss(model, cfg.loss_chunk_tokens or default_chunk(accelerator.device, vocab_size))
     if resume is not None:
         saved = ckpt.read_state(resume)
         if saved["run_key"] != run_key:
@@ -300,7 +324,6 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         return ckpt.save_checkpoint(accelerator, model, optimizer, ckpt_root, at, extra, cfg.keep_checkpoints)
 
     # --- the loop -----------------------------------------------------------------------------
-    loss_fn = torch.compile(lm_loss) if cfg.compile else lm_loss  # the model is compiled by accelerate
     status, last_eval, loss_val = "complete", None, float("nan")
     bar = tqdm(total=steps, initial=step, disable=not main, desc="pretrain", dynamic_ncols=True)
     t_log, tokens_since = time.perf_counter(), 0
@@ -321,7 +344,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                 batch = (batch.pin_memory() if pin else batch).to(accelerator.device, non_blocking=True)
                 inputs, targets = batch[:, :-1], batch[:, 1:]
                 with accelerator.accumulate(model):
-                    loss = loss_fn(forward_logits(model, inputs, cfg.doc_mask), targets)
+                    loss = lm_loss(model, inputs, targets, cfg.doc_mask, fused)
                     accelerator.backward(loss)
                     sums[0] += loss.detach().double()
                     sums[1] += batch.sum().double()
@@ -360,7 +383,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                     f"were skipped. Last checkpoint: {last or 'none'}. Lower pretrain.lr or raise warmup_steps."
                 )
             if step % cfg.eval_every == 0 or step == steps:
-                last_eval = evaluate(model, evals, accelerator, micro, cfg.doc_mask) if evals else None
+                last_eval = evaluate(model, evals, accelerator, micro, cfg.doc_mask, fused) if evals else None
                 if last_eval and main:
                     log.write("eval", {"step": step, **last_eval}, ("val_loss", "val_bpb"))
                     bar.write(f"step {step}: val loss {last_eval['val_loss']:.4f}, {last_eval['val_bpb']:.4f} bits/byte")
