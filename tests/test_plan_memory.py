@@ -10,26 +10,47 @@ from __future__ import annotations
 
 import pytest
 
+from tongues.errors import TonguesError
 from tongues.lm.memory import estimate_memory, max_micro_batch, measure_step_peak
 from tongues.lm.shapes import ModelShape
 
 
 @pytest.mark.parametrize(
-    ("shape", "batch", "seq_len", "accumulation", "precision", "checkpointing"),
+    ("shape", "batch", "seq_len", "accumulation", "precision", "checkpointing", "loss", "chunk"),
     [
-        (ModelShape(2, 128, 4, 4, 384, 2000, True, 128), 4, 64, 1, "fp32", False),  # logits-heavy
-        (ModelShape(2, 128, 4, 2, 512, 300, False, 64), 2, 64, 2, "fp32", False),  # GQA, untied, grads live
-        (ModelShape(2, 128, 4, 4, 384, 1000, True, 64), 2, 64, 1, "bf16-mixed", False),  # autocast (GPU default)
-        (ModelShape(2, 128, 4, 4, 512, 256, True, 128), 2, 128, 1, "fp32", True),  # activation checkpointing
+        (ModelShape(2, 128, 4, 4, 384, 2000, True, 128), 4, 64, 1, "fp32", False, "logits", None),  # logits-heavy
+        (ModelShape(2, 128, 4, 2, 512, 300, False, 64), 2, 64, 2, "fp32", False, "logits", None),  # GQA, untied
+        (ModelShape(2, 128, 4, 4, 384, 1000, True, 64), 2, 64, 1, "bf16-mixed", False, "logits", None),  # autocast
+        (ModelShape(2, 128, 4, 4, 512, 256, True, 128), 2, 128, 1, "fp32", True, "logits", None),  # checkpointing
+        # the chunked loss of `tongues pretrain`: small and large chunks, so the chunk term is checked
+        (ModelShape(2, 128, 4, 4, 384, 4000, True, 128), 4, 128, 1, "bf16-mixed", False, "chunked", 128),
+        (ModelShape(2, 128, 4, 4, 384, 4000, False, 128), 4, 128, 2, "fp32", False, "chunked", 512),
+        (ModelShape(2, 128, 4, 4, 384, 4000, True, 128), 4, 128, 1, "bf16-mixed", True, "chunked", 512),
     ],
-    ids=["fp32", "fp32-accumulate-gqa", "bf16-autocast", "checkpointing"],
+    ids=["fp32", "fp32-accumulate-gqa", "bf16-autocast", "checkpointing",
+         "chunked-bf16-autocast", "chunked-fp32-accumulate-untied", "chunked-checkpointing"],
 )
-def test_estimate_within_15_percent_of_measured_peak(shape, batch, seq_len, accumulation, precision, checkpointing):
+def test_estimate_within_15_percent_of_measured_peak(shape, batch, seq_len, accumulation, precision, checkpointing,
+                                                     loss, chunk):
     measured = measure_step_peak(shape, batch, seq_len, precision=precision, accumulation=accumulation,
-                                 checkpointing=checkpointing)
+                                 checkpointing=checkpointing, loss=loss, chunk=chunk)
     estimate = estimate_memory(shape, batch, seq_len, precision=precision, grads_live=accumulation > 1,
-                               checkpointing=checkpointing)
+                               checkpointing=checkpointing, loss=loss, chunk=chunk)
     assert estimate.peak == pytest.approx(measured, rel=0.15)
+
+
+def test_chunked_loss_keeps_no_logits():
+    """With a vocabulary much larger than the model, the logits dominate; the chunked loss's peak
+    sits well below the logits path's, measured and estimated, and grows with the chunk."""
+    shape = ModelShape(2, 128, 4, 4, 384, 4000, True, 128)
+    logits = measure_step_peak(shape, 4, 128, loss="logits")
+    chunked = measure_step_peak(shape, 4, 128, loss="chunked", chunk=128)
+    assert chunked < 0.8 * logits
+    small = estimate_memory(shape, 4, 128, loss="chunked", chunk=128)
+    large = estimate_memory(shape, 4, 128, loss="chunked", chunk=512)
+    assert small.peak < large.peak < estimate_memory(shape, 4, 128, loss="logits").peak
+    with pytest.raises(TonguesError, match="unknown loss 'fused'"):
+        estimate_memory(shape, 4, 128, loss="fused")
 
 
 def test_breakdown_and_largest_micro_batch():

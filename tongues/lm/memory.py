@@ -47,6 +47,7 @@ from tongues.lm.shapes import ModelShape
 
 PRECISIONS = ("bf16-mixed", "bf16", "fp32")
 STRATEGIES = ("ddp", "fsdp")
+LOSSES = ("logits", "chunked")
 GIB = 1024**3
 _INDEX_BYTES = 16  # input ids and labels, int64
 
@@ -66,7 +67,7 @@ class MemoryEstimate:
     optimizer: float
     buffers: float  # DDP buckets or FSDP all-gather / reduce-scatter buffers
     activations: float  # everything autograd keeps for backward (incl. autocast weight copies)
-    logits: float  # transient float32 logit gradients at the start of backward
+    logits: float  # the loss's transients: float32 logit gradients (logits) or one chunk's (chunked)
     peak: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +96,11 @@ def layer_activation_bytes(shape: ModelShape, precision: str) -> int:
     return norms + 4 * q + 4 * kv + 8 * f + 4 * h + 8
 
 
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise TonguesError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+
+
 def head_activation_bytes(shape: ModelShape, precision: str) -> int:
     """Bytes saved per token after the last layer: final RMSNorm, lm_head input, log-softmax output."""
     d, v = shape.d_model, shape.vocab_size
@@ -102,6 +108,30 @@ def head_activation_bytes(shape: ModelShape, precision: str) -> int:
         return 4 * (3 * d + v + 1) + _INDEX_BYTES
     norm = 10 * d if precision == "bf16-mixed" else 8 * d
     return norm + 4 * v + 4 + _INDEX_BYTES
+
+
+def _chunked_head(shape: ModelShape, tokens: int, precision: str, chunk: int | None) -> tuple[float, float]:
+    """(saved head bytes per token, transient bytes) of the chunked loss (`tongues.lm.loss`).
+
+    It saves no logits: per token only the gradient of the head's input, in the compute dtype, in
+    place of the input the head's matmul would save (same size), so the saved bytes are the
+    logits path's minus its float32 log-softmax output; plus the head weight's float32 gradient
+    (V·d·4, counted once, spread over the tokens here). Transient, at the end of forward: the final
+    norm's float32 output, its compute-dtype copy, the compute-dtype weight, one chunk's float32
+    logits with log-sum-exp's float32 temporary (their compute-dtype gradient is smaller than the
+    temporary and comes after it), plus the chunk's V·d weight-gradient term.
+    """
+    from tongues.lm.loss import default_chunk
+
+    d, v = shape.d_model, shape.vocab_size
+    c = min(tokens, chunk or default_chunk("cuda", v))
+    low = precision != "fp32"  # matmuls in bf16: copies of the input and the weight exist
+    grad_w = 4.0 * v * d
+    saved = head_activation_bytes(shape, precision) - 4 * v + grad_w / tokens
+    transient = tokens * d * (4 + (2 if precision == "bf16-mixed" else 0))
+    transient += (2 * v * d if precision == "bf16-mixed" else 0) + 8 * c * v  # logits + log-sum-exp's temporary
+    transient += v * d * (4 + (2 if low else 0))
+    return saved, transient
 
 
 def _layer_input_bytes(shape: ModelShape, precision: str) -> int:
@@ -119,13 +149,18 @@ def estimate_memory(
     gpus: int = 1,
     checkpointing: bool = False,
     grads_live: bool = True,
+    loss: str = "logits",
+    chunk: int | None = None,
 ) -> MemoryEstimate:
     """Per-device memory of a training step of `shape` on `micro_batch` sequences of `seq_len`.
 
     `grads_live`: gradients already exist during forward (gradient accumulation, or any step
     after the first when they are zeroed rather than freed); False for a single micro-batch
-    with ``zero_grad(set_to_none=True)``.
+    with ``zero_grad(set_to_none=True)``. `loss`: "logits" (Hugging Face's loss over materialized
+    logits) or "chunked" (`tongues.lm.loss`, `chunk` tokens at a time; the default chunk of a GPU
+    when `gpus` > 0 is what `tongues pretrain` uses).
     """
+    _check_loss(loss)
     if strategy not in STRATEGIES:
         raise TonguesError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if micro_batch < 1 or seq_len < 1 or gpus < 1:
@@ -146,6 +181,9 @@ def estimate_memory(
     else:
         buffers = params * g_b if gpus > 1 else 0.0
     logits = 8.0 * shape.vocab_size * tokens
+    if loss == "chunked":
+        head, logits = _chunked_head(shape, tokens, precision, chunk)
+        weight_cache -= 2 * shape.vocab_size * shape.d_model if weight_cache else 0  # cast by the loss itself
     live = gradients if grads_live else 0.0
     if checkpointing:
         # Kept: each layer's input, the head's activations (and its weight copy under autocast).
@@ -202,7 +240,7 @@ def max_micro_batch(
 
 def measure_step_peak(
     shape: ModelShape, micro_batch: int, seq_len: int, *, precision: str = "fp32", accumulation: int = 1,
-    checkpointing: bool = False, seed: int = 0,
+    checkpointing: bool = False, seed: int = 0, loss: str = "logits", chunk: int | None = None,
 ) -> float:
     """Measured peak bytes of live tensors in one steady-state training step on CPU.
 
@@ -214,7 +252,8 @@ def measure_step_peak(
     exactly (parameters, AdamW states, the batch). This is the CPU analogue of
     `torch.cuda.max_memory_allocated` (tracemalloc does not see torch's allocator; process RSS
     counts allocator caches and the interpreter). `precision`: "fp32", "bf16-mixed" (CPU
-    autocast) or "bf16" (bf16 weights).
+    autocast) or "bf16" (bf16 weights). `loss`: "logits" (Hugging Face's own loss) or "chunked"
+    (`tongues.lm.loss`, `chunk` tokens at a time, as `tongues pretrain` trains).
     """
     import contextlib
 
@@ -232,17 +271,23 @@ def measure_step_peak(
         enable()
         model.config.use_cache = False
     model.train()
+    _check_loss(loss)
+    if loss == "chunked":
+        from tongues.lm.loss import default_chunk, install_chunked_loss
+
+        install_chunked_loss(model, chunk or default_chunk("cpu", shape.vocab_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    ids = torch.randint(0, shape.vocab_size, (accumulation, micro_batch, seq_len))
+    ids = torch.randint(0, shape.vocab_size, (accumulation, micro_batch, seq_len + 1))
 
     def cast() -> Any:
         return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
 
     def step() -> None:
         for micro in ids:
-            with cast():
-                loss = model(input_ids=micro, labels=micro).loss
-            loss.backward()
+            with cast():  # the chunked loss takes shifted labels, Hugging Face's loss shifts them itself
+                labels = micro[:, 1:] if loss == "chunked" else micro[:, :-1]
+                value = model(input_ids=micro[:, :-1], labels=labels).loss
+            value.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

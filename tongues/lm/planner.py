@@ -28,6 +28,7 @@ EPOCHS_FUTILE = 16.0  # ... and past ~16 epochs further repetition adds almost n
 SHAPE_TOLERANCE = 0.05
 REFERENCE_GPU = "h100"
 PRECISION = "bf16-mixed"
+LOSS = "chunked"  # what `tongues pretrain` trains with (fused_loss: true)
 # DeepSeek LLM (Bi et al. 2024, arXiv:2401.02954, Sec. 3.1): fits over 1e17..3e20 FLOPs.
 _BATCH_LR_SOURCE = "DeepSeek LLM (Bi et al. 2024, arXiv:2401.02954): B_opt = 0.2920·C^0.3271 tokens, η_opt = 0.3118·C^-0.1250"
 _DS_RANGE = (1e17, 3e20)
@@ -374,7 +375,7 @@ def _training(shape: ModelShape, tokens: float, seq_len: int, device: GPU | None
     sequences = max(1, round(batch_opt / seq_len))
     per_gpu = math.ceil(sequences / gpus)
     memory_bytes = (device or get_gpu(REFERENCE_GPU)).memory_bytes
-    fit = max_micro_batch(shape, seq_len, memory_bytes, precision=PRECISION, strategy="ddp", gpus=gpus)
+    fit = max_micro_batch(shape, seq_len, memory_bytes, precision=PRECISION, strategy="ddp", gpus=gpus, loss=LOSS)
     micro = max(1, min(fit, per_gpu))
     accumulation = math.ceil(per_gpu / micro)
     global_sequences = gpus * micro * accumulation
@@ -413,12 +414,13 @@ def _memory(shape: ModelShape, seq_len: int, device: GPU | None, gpus: int, micr
         "assumed_device": device is None,
         "bf16": target.bf16,
         "precision": PRECISION,
+        "loss": LOSS,
         "usable_fraction": 0.9,
         "micro_batch_size": micro,
         "grads_live": True,
     }
     for strategy in ("ddp", "fsdp"):
-        kwargs = {"precision": PRECISION, "strategy": strategy, "gpus": gpus}
+        kwargs = {"precision": PRECISION, "strategy": strategy, "gpus": gpus, "loss": LOSS}
         out[strategy] = {
             "gpus": gpus,
             "max_micro_batch": max_micro_batch(shape, seq_len, target.memory_bytes, **kwargs),
@@ -531,9 +533,9 @@ def render_markdown(p: Plan) -> str:
     lines += [
         "",
         f"## Memory per device ({m['device']}, {m['device_memory_gb']:g} GB{' assumed' if m['assumed_device'] else ''}, "
-        f"{m['precision']}, AdamW, micro-batch {m['micro_batch_size']} × {p.seq_len} tokens)",
+        f"{m['precision']}, {m.get('loss', 'logits')} loss, AdamW, micro-batch {m['micro_batch_size']} × {p.seq_len} tokens)",
         "",
-        "| strategy | GPUs | weights | grads | AdamW | buffers | activations | logits | peak | peak, checkpointed | max micro-batch (checkpointed) |",
+        "| strategy | GPUs | weights | grads | AdamW | buffers | activations | loss transients | peak | peak, checkpointed | max micro-batch (checkpointed) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for strategy in ("ddp", "fsdp"):
