@@ -122,7 +122,8 @@ def test_changed_data_settings_refuse_to_resume(data, reference, tmp_path):
         pt.pretrain(tiny_config(seq_len=16), corpora, tok, out, seed=7, export=False)
 
 
-def test_document_mask_keeps_attention_inside_each_document():
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # eager: what `attention: auto` picks compiled on a CPU
+def test_document_mask_keeps_attention_inside_each_document(attention):
     import torch
 
     from tongues.lm.config import PretrainConfig
@@ -130,6 +131,7 @@ def test_document_mask_keeps_attention_inside_each_document():
     cfg = PretrainConfig(model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                                 "num_attention_heads": 4, "num_key_value_heads": 2}, seq_len=16)
     model = pt.build_model(pt.model_config(cfg, vocab_size=50), seed=0).eval()
+    model.set_attn_implementation(attention)
     second_doc = [17, 8, 9, 30, 11]
     packed = torch.tensor([[12, 40, 7, 22, pt.EOS_ID, *second_doc]])
     with torch.no_grad():
@@ -178,3 +180,13 @@ def test_chunked_loss_trains_like_the_logits_loss(data, tmp_path):
     assert [s for s, _ in fused] == [s for s, _ in plain] == list(range(1, 9))
     assert [v for _, v in fused] == pytest.approx([v for _, v in plain], rel=1e-4)
     assert fused_val == pytest.approx(plain_val, rel=1e-4)
+
+
+def test_attention_auto_is_eager_only_when_compiled_on_a_cpu():
+    import torch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert pt.attention_kernel(tiny_config(compile=True), cpu) == "eager"
+    assert pt.attention_kernel(tiny_config(compile=False), cpu) == "sdpa"
+    assert pt.attention_kernel(tiny_config(compile=True), gpu) == "sdpa"
+    assert pt.attention_kernel(tiny_config(compile=True, attention="sdpa"), cpu) == "sdpa"
