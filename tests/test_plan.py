@@ -227,3 +227,21 @@ def test_recipe_plan_config_validates_budget_gpu_and_law():
     ]:
         with pytest.raises(ConfigError, match=message):
             validate(config.PlanConfig, data, "r.yaml")
+
+
+@pytest.mark.parametrize(("device_name", "key"), [
+    ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H100 NVL", "h100-nvl"),
+    ("NVIDIA A100-SXM4-40GB", "a100-40gb"), ("NVIDIA A100-SXM4-80GB", "a100"), ("NVIDIA L40S", "l40s"),
+    ("NVIDIA L40", "l40"), ("NVIDIA GeForce RTX 4090", "rtx4090"), ("NVIDIA H200", "h200"),
+    ("AMD Instinct MI300X", "mi300x"),
+])
+def test_cuda_device_names_find_their_datasheet_peak(device_name, key):
+    from tongues.lm.hardware import GPUS, gpu_for_device_name
+
+    assert gpu_for_device_name(device_name) is GPUS[key]
+
+
+def test_unknown_cuda_device_has_no_peak():
+    from tongues.lm.hardware import gpu_for_device_name
+
+    assert gpu_for_device_name("NVIDIA Quadro P400") is None

@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-# Dense bf16 peak of common accelerators (no sparsity), FLOP/s.
-_GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
-
 
 def flops_per_token(config: Any, seq_len: int) -> float:
     """Training FLOPs per token of a Llama config (forward + backward = 3x forward).
@@ -57,13 +54,15 @@ def fast_bf16() -> bool:
 
 
 def peak_flops(device: Any, dtype: Any = None, measure_cpu: bool = True) -> float | None:
-    """Peak FLOP/s of one `device` in the training dtype: a bf16 table for known GPUs, a short
-    matmul measurement on CPU."""
+    """Peak FLOP/s of one `device` in the training dtype: the datasheet's dense bf16 figure for
+    known GPUs (`tongues.lm.hardware`), a short matmul measurement on CPU."""
     import torch
 
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return next((v for k, v in _GPU_PEAK_BF16.items() if k in name), None)
+        from tongues.lm.hardware import gpu_for_device_name
+
+        gpu = gpu_for_device_name(torch.cuda.get_device_name(device))
+        return gpu.peak_flops if gpu else None
     if device.type == "cpu" and measure_cpu:
         return measure_matmul_peak(dtype, size=512, seconds=0.2)
     return None

@@ -7,6 +7,7 @@ is given and `bf16` is False. Model FLOPs utilisation (MFU) is measured against 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from tongues.errors import TonguesError
@@ -74,3 +75,16 @@ def get_gpu(name: str) -> GPU:
     if key not in GPUS:
         raise TonguesError(f"unknown GPU {name!r} (known: {', '.join(GPUS)})")
     return GPUS[key]
+
+
+def gpu_for_device_name(device_name: str) -> GPU | None:
+    """The table's entry for a name as `torch.cuda.get_device_name` reports it ("NVIDIA H100 80GB
+    HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA GeForce RTX 4090"), or None if none matches. A key
+    matches when each of its dash-separated parts is a word of the name; the most specific wins."""
+    words = set(re.split(r"[^a-z0-9]+", device_name.lower()))
+    keys = [*GPUS, *_ALIASES]
+    hits = [k for k in keys if set(k.split("-")) <= words]
+    if not hits:
+        return None
+    best = max(hits, key=lambda k: (len(k.split("-")), len(k)))
+    return GPUS[_ALIASES.get(best, best)]
