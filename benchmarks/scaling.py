@@ -41,7 +41,7 @@ from tongues.lm.scaling import CHINCHILLA, MUENNIGHOFF_2023, DataConstrainedLaw,
 from tongues.lm.shapes import ModelShape  # noqa: E402
 
 MEMORY_CASES = [
-    # (label, shape, micro-batch, seq_len, precision, accumulation, checkpointing)
+    # (label, shape, micro-batch, seq_len, precision, accumulation, checkpointing[, loss, chunk])
     ("fp32, vocab-heavy", ModelShape(4, 128, 4, 4, 384, 2000, True, 128), 4, 128, "fp32", 1, False),
     ("fp32, GQA, untied, 2 micro-batches", ModelShape(2, 256, 8, 2, 704, 500, False, 256), 2, 256, "fp32", 2, False),
     ("fp32, 6 layers, seq 512", ModelShape(6, 192, 6, 6, 512, 4000, True, 512), 2, 512, "fp32", 1, False),
@@ -49,6 +49,13 @@ MEMORY_CASES = [
     ("fp32, checkpointing, small vocab", ModelShape(4, 256, 8, 8, 1024, 256, True, 256), 4, 256, "fp32", 1, True),
     ("bf16 autocast (GPU default)", ModelShape(4, 128, 4, 4, 384, 2000, True, 128), 4, 128, "bf16-mixed", 1, False),
     ("bf16 weights", ModelShape(4, 128, 4, 4, 384, 2000, True, 128), 4, 128, "bf16", 1, False),
+    # the chunked loss `tongues pretrain` trains with (no logits kept), at a small and a large chunk
+    ("chunked loss, fp32, chunk 128", ModelShape(4, 128, 4, 4, 384, 2000, True, 128), 4, 128, "fp32", 1, False,
+     "chunked", 128),
+    ("chunked loss, bf16 autocast, chunk 512", ModelShape(6, 192, 6, 6, 512, 4000, True, 512), 2, 512,
+     "bf16-mixed", 1, False, "chunked", 512),
+    ("chunked loss, checkpointing, chunk 256", ModelShape(4, 128, 4, 4, 384, 2000, True, 128), 4, 128, "fp32", 1,
+     True, "chunked", 256),
 ]
 TRUE = ParametricLaw("true", E=2.0, A=300.0, B=600.0, alpha=0.32, beta=0.30)
 TABLE_3 = [(400e6, 1.92e19, 8.0e9), (1e9, 1.21e20, 20.2e9), (10e9, 1.23e22, 205.1e9), (67e9, 5.76e23, 1.5e12)]
@@ -66,9 +73,12 @@ def rule_of_thumb(shape: ModelShape, batch: int, seq_len: int, precision: str, c
 def memory_section() -> list[str]:
     rows = ["| case | params | measured MiB | ours MiB (error) | rule of thumb MiB (error) |", "|---|---|---|---|---|"]
     errors = {"ours": [], "rule": []}
-    for label, shape, batch, seq, precision, accum, ckpt in MEMORY_CASES:
-        measured = measure_step_peak(shape, batch, seq, precision=precision, accumulation=accum, checkpointing=ckpt)
-        ours = estimate_memory(shape, batch, seq, precision=precision, grads_live=accum > 1, checkpointing=ckpt).peak
+    for label, shape, batch, seq, precision, accum, ckpt, *loss in MEMORY_CASES:
+        how = dict(zip(("loss", "chunk"), loss, strict=False))
+        measured = measure_step_peak(shape, batch, seq, precision=precision, accumulation=accum, checkpointing=ckpt,
+                                     **how)
+        ours = estimate_memory(shape, batch, seq, precision=precision, grads_live=accum > 1, checkpointing=ckpt,
+                               **how).peak
         rule = rule_of_thumb(shape, batch, seq, precision, ckpt)
         e_ours, e_rule = ours / measured - 1, rule / measured - 1
         errors["ours"].append(abs(e_ours))
