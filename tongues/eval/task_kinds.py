@@ -167,7 +167,7 @@ def generation(task: TaskInput, scorer: Scorer) -> TaskOutcome:
         import sacrebleu
     except ImportError:
         raise TonguesError(f"task {task.spec.task}: generation tasks are scored with sacrebleu; "
-                           "pip install 'tongues[eval]'") from None
+                           "it is missing from this environment: pip install 'sacrebleu>=2.4'") from None
 
     spec = task.spec
     refs = [prompts.doc_reference(spec, d, task.where(i)) for i, d in enumerate(task.docs)]
