@@ -121,3 +121,11 @@ def test_only_runs_the_selected_stages_and_ignores_downstream(recipe: Recipe) ->
     (recipe.run_dir / "data-ko" / "manifest.json").unlink()
     with pytest.raises(ConfigError, match="stage data-ko must run before tokenizer-ko"):
         run.run_recipe(recipe, only=["tokenizer-ko"], log=lambda _: None)
+
+
+def test_sample_lines_say_when_a_completion_shows_nothing():
+    samples = [{"prompt": "a", "completion": " x \n y "}, {"prompt": "b", "completion": "   "},
+               {"prompt": "c", "completion": ""}]
+    result = run.StageResult("pretrain-ko", "ran", 1.0, Path("."), {"samples": samples})
+    assert run.sample_lines([result]) == ["  [pretrain-ko] a → x y", "  [pretrain-ko] b → (only whitespace)",
+                                      "  [pretrain-ko] c → (nothing: end of text at once)"]

@@ -279,6 +279,7 @@ def sample_lines(results: list[StageResult]) -> list[str]:
     lines = []
     for r in results:
         for sample in r.metrics.get("samples", []) or []:
-            completion = " ".join(str(sample.get("completion", "")).split())
+            raw = str(sample.get("completion", ""))
+            completion = " ".join(raw.split()) or ("(only whitespace)" if raw else "(nothing: end of text at once)")
             lines.append(f"  [{r.name}] {sample.get('prompt', '')} → {completion}")
     return lines
