@@ -190,3 +190,18 @@ def test_attention_auto_is_eager_only_when_compiled_on_a_cpu():
     assert pt.attention_kernel(tiny_config(compile=False), cpu) == "sdpa"
     assert pt.attention_kernel(tiny_config(compile=True), gpu) == "sdpa"
     assert pt.attention_kernel(tiny_config(compile=True, attention="sdpa"), cpu) == "sdpa"
+
+
+@pytest.mark.slow  # torch.compile warms up for tens of seconds on a CPU
+def test_compiled_run_with_chunked_loss_and_eager_attention_matches_eager_run(data, tmp_path):
+    """`compile: true` on a CPU trains with eager attention (attention: auto) and the chunked loss
+    inside the compiled forward; its losses follow the uncompiled run's to float tolerance."""
+    tok, corpora = data
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compile-{compiled}"
+        pt.pretrain(tiny_config(precision="fp32", compile=compiled, max_steps=4, eval_every=100), corpora, tok, out,
+                    seed=7, export=False)
+        runs[compiled] = [v for _, v in losses(out)]
+    assert len(runs[True]) == 4
+    assert runs[True] == pytest.approx(runs[False], rel=1e-3)
