@@ -42,6 +42,21 @@ def test_nats_and_gradients_equal_plain_cross_entropy(chunk):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_no_grad_computes_the_loss_alone():
+    """Under torch.no_grad (evaluation) only the head's forward matmul runs: a third of the FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hidden, weight, targets = _case()
+    counted = {}
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
+            value = linear_cross_entropy(hidden, weight, targets, chunk=10)
+        counted[grad] = (counter.get_total_flops(), value.detach())
+    forward = 2 * hidden.shape[0] * hidden.shape[1] * hidden.shape[2] * weight.shape[0]
+    assert counted[False][0] == forward and counted[True][0] == 3 * forward
+    torch.testing.assert_close(counted[False][1], counted[True][1])
+
+
 def test_ignored_targets_get_no_gradient():
     hidden, weight, targets = _case()
     targets[1] = -100

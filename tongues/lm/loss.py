@@ -35,8 +35,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-                dtype: torch.dtype) -> torch.Tensor:
-        grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+                dtype: torch.dtype, grads: bool) -> torch.Tensor:
         h, w = hidden.to(dtype), weight.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(h) if grads else None
@@ -64,7 +63,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         dh = (grad_h * grad_total).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
         dw = (grad_w * grad_total).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return dh, dw, None, None, None
+        return dh, dw, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -74,8 +73,11 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
     dtype = _compute_dtype(hidden.device, hidden.dtype)
+    # Inside forward grad mode is off and needs_input_grad ignores no_grad: decide here whether the
+    # gradient is wanted (not under torch.no_grad, as in evaluation: the loss alone, a third of the work).
+    grads = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(hidden.device.type, enabled=False):
-        return _LinearCrossEntropy.apply(hidden.flatten(0, -2), weight, targets.flatten(), chunk, dtype)
+        return _LinearCrossEntropy.apply(hidden.flatten(0, -2), weight, targets.flatten(), chunk, dtype, grads)
 
 
 def default_chunk(device: torch.device | str, vocab_size: int) -> int:
