@@ -20,6 +20,9 @@ Per layer, with d = d_model, q = heads·head_dim, kv = kv_heads·head_dim, f = F
 plus the final norm and the loss: HF upcasts logits to float32 and log-softmax saves its float32
 output (4·vocab bytes per token); its backward briefly holds two more float32 logit-sized tensors
 (8·vocab bytes per token), which is where the peak sits for small models with large vocabularies.
+With `loss="chunked"` (`tongues.lm.loss`, what `tongues pretrain` trains with) no logits are kept:
+the saved bytes lose the 4·vocab term and gain the head weight's float32 gradient (4·vocab·d,
+once), and the transient is one chunk's logits instead of all of them (`_chunked_head`).
 These formulas were read off `torch.autograd.graph.saved_tensors_hooks` on the real model, and the
 whole estimate is checked against a measured CPU peak in tests/test_plan_memory.py.
 
