@@ -228,26 +228,33 @@ def worker_tongues_plain(args, tok_dir: Path, tokens: Path) -> dict:
     return worker_tongues(args, tok_dir, tokens, fused_loss=False)
 
 
+def _mm_rate(pairs: list) -> dict:
+    """FLOP per CPU-second (and per wall second) of running `torch.mm` over the (a, b) pairs, in a
+    loop of at least 1.5 CPU-seconds, after one warm-up pass (oneDNN picks its kernels on first use)."""
+    import torch
+
+    flops = sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs)
+    for a, b in pairs:
+        torch.mm(a, b)
+    runs, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while time.process_time() - cpu < 1.5 or runs < 2:
+        for a, b in pairs:
+            torch.mm(a, b)
+        runs += 1
+    return {"cpu": flops * runs / (time.process_time() - cpu), "wall": flops * runs / (time.perf_counter() - wall)}
+
+
 def worker_peak(args, tok_dir: Path, tokens: Path) -> dict:
     """FLOP per CPU-second (and per wall second) of square matmul loops in the training dtype: the
-    best of sizes 1024 and 2048 (512 where bf16 is emulated, ~45x slower on AVX2-only CPUs)."""
+    best of sizes 1024 and 2048 (512 where bf16 is emulated, ~45x slower on AVX2-only CPUs); and
+    `shape_cpu`, the rate of this model's own matmuls."""
     import torch
 
     dtype = torch.bfloat16 if _bf16(args.precision) else torch.float32
-    sizes = (1024, 2048) if dtype == torch.float32 or _fast_bf16() else (512,)
-    best = {"peak_cpu": 0.0, "peak_wall": 0.0}
-    for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        torch.mm(a, b)
-        runs, wall, cpu = 0, time.perf_counter(), time.process_time()
-        while time.process_time() - cpu < 1.5 or runs < 2:
-            torch.mm(a, b)
-            runs += 1
-        flops = 2.0 * n**3 * runs
-        rate = {"peak_cpu": flops / (time.process_time() - cpu), "peak_wall": flops / (time.perf_counter() - wall)}
-        best = max(best, rate, key=lambda r: r["peak_cpu"])
-    best["shape_cpu"] = _model_gemm_rate(torch, dtype)
-    return best
+    sizes = (1024, 2048) if dtype == torch.float32 or _bf16("auto") else (512,)
+    rates = [_mm_rate([(torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype))]) for n in sizes]
+    best = max(rates, key=lambda r: r["cpu"])
+    return {"peak_cpu": best["cpu"], "peak_wall": best["wall"], "shape_cpu": _model_gemm_rate(torch, dtype)}
 
 
 def _model_gemm_rate(torch, dtype) -> float:  # noqa: ANN001
@@ -260,25 +267,13 @@ def _model_gemm_rate(torch, dtype) -> float:  # noqa: ANN001
     for k, n in gemms:  # forward x@w, backward grad_x = g@w.T and grad_w = x.T@g
         x, w, g = (torch.randn(*s, dtype=dtype) for s in ((m, k), (k, n), (m, n)))
         pairs += [(x, w), (g, w.T), (x.T, g)]
-    flops = sum(2.0 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs)
-    for a, b in pairs:
-        torch.mm(a, b)
-    runs, cpu = 0, time.process_time()
-    while time.process_time() - cpu < 1.5 or runs < 2:
-        for a, b in pairs:
-            torch.mm(a, b)
-        runs += 1
-    return flops * runs / (time.process_time() - cpu)
-
-
-def _fast_bf16() -> bool:
-    from tongues.lm.flops import fast_bf16
-
-    return fast_bf16()
+    return _mm_rate(pairs)["cpu"]
 
 
 def _bf16(precision: str) -> bool:
-    return precision == "bf16" or (precision == "auto" and _fast_bf16())
+    from tongues.lm.flops import fast_bf16
+
+    return precision == "bf16" or (precision == "auto" and fast_bf16())
 
 
 WORKERS = {"tongues": worker_tongues, "tongues-plain-loss": worker_tongues_plain, "trainer": worker_trainer,

@@ -258,6 +258,7 @@ def measure_step_peak(
     autocast) or "bf16" (bf16 weights). `loss`: "logits" (Hugging Face's own loss) or "chunked"
     (`tongues.lm.loss`, `chunk` tokens at a time, as `tongues pretrain` trains).
     """
+    _check_loss(loss)
     import contextlib
 
     import torch
@@ -274,7 +275,6 @@ def measure_step_peak(
         enable()
         model.config.use_cache = False
     model.train()
-    _check_loss(loss)
     if loss == "chunked":
         from tongues.lm.loss import default_chunk, install_chunked_loss
 
