@@ -175,7 +175,7 @@ def bench_generate(lm, baseline, texts: list[str], threads: int, rounds: int, n:
 
 def bench_server(lm, texts: list[str], rounds: int, clients: int, requests: int, max_tokens: int) -> list[dict]:
     """16 concurrent clients against the batching server and the same server with max batch 1."""
-    from tongues.lm.serve import RunningServer, ServerLimits, create_app
+    from tongues.infer.serve import RunningServer, ServerLimits, create_app
 
     def load(batch_size: int) -> dict:
         app = create_app(lm, model_name="bench", limits=ServerLimits(max_batch_size=batch_size, max_queue=requests,

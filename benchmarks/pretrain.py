@@ -271,7 +271,7 @@ def _model_gemm_rate(torch, dtype) -> float:  # noqa: ANN001
 
 
 def _bf16(precision: str) -> bool:
-    from tongues.lm.flops import fast_bf16
+    from tongues.plan.flops import fast_bf16
 
     return precision == "bf16" or (precision == "auto" and fast_bf16())
 
@@ -324,8 +324,8 @@ def main() -> None:
         return
 
     from tongues.lm.config import PretrainConfig
-    from tongues.lm.flops import flops_per_token
     from tongues.lm.pretrain import model_config
+    from tongues.plan.flops import flops_per_token
 
     config = model_config(PretrainConfig(model=MODEL, seq_len=SEQ_LEN), VOCAB)
     fpt = flops_per_token(config, SEQ_LEN)

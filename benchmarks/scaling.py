@@ -34,11 +34,12 @@ sys.path.insert(0, str(ROOT))  # for benchmarks.results, without this folder sha
 import numpy as np  # noqa: E402
 
 from benchmarks.results import write_section  # noqa: E402
-from tongues.lm.fit import fit_runs  # noqa: E402
-from tongues.lm.memory import estimate_memory, measure_step_peak  # noqa: E402
-from tongues.lm.planner import plan  # noqa: E402
-from tongues.lm.scaling import CHINCHILLA, MUENNIGHOFF_2023, DataConstrainedLaw, ParametricLaw  # noqa: E402
-from tongues.lm.shapes import ModelShape  # noqa: E402
+from tongues.lm.memory_probe import measure_step_peak  # noqa: E402
+from tongues.plan.fit import fit_runs  # noqa: E402
+from tongues.plan.memory import estimate_memory  # noqa: E402
+from tongues.plan.planner import plan  # noqa: E402
+from tongues.plan.scaling import CHINCHILLA, MUENNIGHOFF_2023, DataConstrainedLaw, ParametricLaw  # noqa: E402
+from tongues.plan.shapes import ModelShape  # noqa: E402
 
 MEMORY_CASES = [
     # (label, shape, micro-batch, seq_len, precision, accumulation, checkpointing[, loss, chunk])

@@ -56,7 +56,7 @@ def test_chat_without_a_template_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_repl_keeps_history_streams_and_resets() -> None:
-    from tongues.lm.inference_commands import chat_repl
+    from tongues.infer.commands import chat_repl
 
     seen: list[list[dict[str, str]]] = []
 

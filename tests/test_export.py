@@ -130,7 +130,7 @@ def test_slurm_script_runs_accelerate_on_every_node(tmp_path, monkeypatch):
 
 def test_cli_tokenize_and_direct_pretrain_errors(trained, tmp_path, capsys):
     from tongues.cli import main
-    from tongues.lm.pretrain_commands import focus_recipe
+    from tongues.lm.commands import focus_recipe
 
     root = trained[0]
     assert main(["data", "tokenize", "--data", str(root / "data-en"), "--tokenizer", str(root / "tokenizer-t"),

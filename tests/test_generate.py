@@ -53,7 +53,7 @@ def lm(model_dir: Path):
 def test_greedy_equals_transformers_one_by_one_and_batched(lm, model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from tongues.lm.generate import _LlamaStepper
+    from tongues.infer.generate import _LlamaStepper
 
     assert isinstance(lm._stepper_factory(8), _LlamaStepper)  # the fast decode path is what is checked
     vanilla = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # weights as saved, untouched by tongues
@@ -68,7 +68,7 @@ def test_greedy_equals_transformers_one_by_one_and_batched(lm, model_dir: Path) 
 
 def test_any_causal_lm_takes_the_generic_path(tmp_path: Path) -> None:
     import tongues
-    from tongues.lm.generate import _HFStepper
+    from tongues.infer.generate import _HFStepper
 
     gpt2 = tongues.load(make_tiny_model(tmp_path, arch="gpt2"), device="cpu")
     assert isinstance(gpt2._stepper_factory(8), _HFStepper)
@@ -197,7 +197,7 @@ def test_pickle_only_directory_is_refused(tmp_path: Path, model_dir: Path) -> No
 
 
 def test_grapheme_clusters_follow_uax29() -> None:
-    from tongues.lm.streaming import grapheme_clusters
+    from tongues.infer.streaming import grapheme_clusters
 
     assert grapheme_clusters("क्षत्रिय") == ["क्ष", "त्रि", "य"]  # virama + consonant joins (GB9c)
     assert grapheme_clusters(unicodedata.normalize("NFD", "한국")) == [unicodedata.normalize("NFD", c) for c in "한국"]
@@ -205,7 +205,7 @@ def test_grapheme_clusters_follow_uax29() -> None:
 
 
 def test_stable_length_holds_back_incomplete_text() -> None:
-    from tongues.lm.streaming import stable_length
+    from tongues.infer.streaming import stable_length
 
     assert stable_length("안녕\ufffd\ufffd") == 1  # bytes of a character pending, and '녕' may still grow
     assert stable_length("नमस्") == 2  # 'स्' waits: a consonant after the virama joins it
@@ -213,7 +213,7 @@ def test_stable_length_holds_back_incomplete_text() -> None:
 
 
 def _check_chunks(chunks: list[str], final: str) -> None:
-    from tongues.lm.streaming import cluster_boundaries
+    from tongues.infer.streaming import cluster_boundaries
 
     assert "".join(chunks) == final
     boundaries, at = cluster_boundaries(final), 0
@@ -229,7 +229,7 @@ def _check_chunks(chunks: list[str], final: str) -> None:
     "👩\u200d👩\u200d👧 xin chào",
 ])
 def test_text_stream_never_splits_a_character_or_cluster(lm, text: str) -> None:
-    from tongues.lm.streaming import TextStream
+    from tongues.infer.streaming import TextStream
 
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     stream = TextStream(lm.decode, byte_token_ids=lm.byte_token_ids)
@@ -240,7 +240,7 @@ def test_text_stream_never_splits_a_character_or_cluster(lm, text: str) -> None:
 
 
 def test_a_byte_run_is_shown_only_once_it_is_final(lm) -> None:
-    from tongues.lm.streaming import TextStream
+    from tongues.infer.streaming import TextStream
 
     # '&' alone decodes as '&', but the ByteFallback decoder turns a whole run with an invalid byte
     # into U+FFFD: the stream must not show '&' before the run is over.
@@ -259,7 +259,7 @@ def test_generated_stream_equals_the_non_streamed_text(lm) -> None:
 
 
 def test_stream_holds_back_a_possible_stop_string() -> None:
-    from tongues.lm.streaming import TextStream
+    from tongues.infer.streaming import TextStream
 
     pieces = ["Hel", "lo ", "wo", "rl", "d!"]
     stream = TextStream(lambda ids: "".join(pieces[i] for i in ids), stops=["world"])

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tongues.lm.loss import default_chunk, install_chunked_loss, linear_cross_entropy
+from tongues.lm.loss import install_chunked_loss, linear_cross_entropy
+from tongues.plan.memory import default_chunk
 
 
 def _case(seed: int = 0, n: int = 37, h: int = 16, v: int = 50):

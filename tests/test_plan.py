@@ -11,8 +11,8 @@ import yaml
 
 from tongues.cli import main
 from tongues.errors import TonguesError
-from tongues.lm.planner import plan, run_stage
-from tongues.lm.scaling import (
+from tongues.plan.planner import plan, run_stage
+from tongues.plan.scaling import (
     CHINCHILLA,
     EPOCH_2024,
     LAWS,
@@ -174,8 +174,9 @@ def test_cli_json_and_out_files(capsys, tmp_path):
     from transformers import LlamaConfig
 
     from tongues.config import validate
-    from tongues.lm.config import PlanConfig, PretrainConfig
-    from tongues.lm.shapes import ModelShape
+    from tongues.lm.config import PretrainConfig
+    from tongues.plan.config import PlanConfig
+    from tongues.plan.shapes import ModelShape
 
     out = tmp_path / "plan"
     assert main(["plan", "--flops", "3e17", "--unique-tokens", "300M", "--vocab-size", "8000", "--seq-len", "512",
@@ -198,7 +199,7 @@ def test_cli_json_and_out_files(capsys, tmp_path):
 
 
 def test_run_stage_writes_plan_and_headline(tmp_path):
-    from tongues.lm.config import PlanConfig
+    from tongues.plan.config import PlanConfig
 
     ctx = SimpleNamespace(
         config=PlanConfig(flops=1e15, law="chinchilla"),
@@ -216,7 +217,7 @@ def test_run_stage_writes_plan_and_headline(tmp_path):
 def test_recipe_plan_config_validates_budget_gpu_and_law():
     from tongues.config import validate
     from tongues.errors import ConfigError
-    from tongues.lm import config
+    from tongues.plan import config
 
     assert set(config._LAW_NAMES) == set(LAWS)  # the recipe schema knows every law the planner has
     assert validate(config.PlanConfig, {"gpus": 8, "gpu": "h100", "hours": 24}, "r.yaml").hours == 24
@@ -236,12 +237,12 @@ def test_recipe_plan_config_validates_budget_gpu_and_law():
     ("AMD Instinct MI300X", "mi300x"),
 ])
 def test_cuda_device_names_find_their_datasheet_peak(device_name, key):
-    from tongues.lm.hardware import GPUS, gpu_for_device_name
+    from tongues.plan.hardware import GPUS, gpu_for_device_name
 
     assert gpu_for_device_name(device_name) is GPUS[key]
 
 
 def test_unknown_cuda_device_has_no_peak():
-    from tongues.lm.hardware import gpu_for_device_name
+    from tongues.plan.hardware import gpu_for_device_name
 
     assert gpu_for_device_name("NVIDIA Quadro P400") is None

@@ -1,6 +1,6 @@
 """The memory estimate against a measured peak of a real training step on CPU.
 
-The measurement (`tongues.lm.memory.measure_step_peak`) reads the peak of live tensor bytes from
+The measurement (`tongues.lm.memory_probe.measure_step_peak`) reads the peak of live tensor bytes from
 the events PyTorch's CPU allocator reports to the profiler (the CPU analogue of
 `torch.cuda.max_memory_allocated`; its docstring says why not tracemalloc or RSS); the estimate is
 pure arithmetic from the shape (`estimate_memory`).
@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from tongues.errors import TonguesError
-from tongues.lm.memory import estimate_memory, max_micro_batch, measure_step_peak
-from tongues.lm.shapes import ModelShape
+from tongues.lm.memory_probe import measure_step_peak
+from tongues.plan.memory import estimate_memory, max_micro_batch
+from tongues.plan.shapes import ModelShape
 
 
 @pytest.mark.parametrize(

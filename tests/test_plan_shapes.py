@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tongues.errors import TonguesError
-from tongues.lm.shapes import ASPECT_MAX, ASPECT_MIN, ModelShape, shape_for_params
+from tongues.plan.shapes import ASPECT_MAX, ASPECT_MIN, ModelShape, shape_for_params
 
 
 def _instantiated_params(shape: ModelShape) -> int:
@@ -70,7 +70,7 @@ def test_non_embedding_count_and_impossible_targets():
 
 
 def test_flops_per_token_matches_the_pretraining_loop():
-    flops = pytest.importorskip("tongues.lm.flops")
+    flops = pytest.importorskip("tongues.plan.flops")
     shape = ModelShape(3, 256, 4, 2, 704, 1000, False, 128)
     assert shape.flops_per_token(128) == pytest.approx(flops.flops_per_token(shape.llama_config(), 128))
     assert shape.matmul_params == shape.param_count() - 1000 * 256 - (2 * 3 + 1) * 256  # no input table, no norms

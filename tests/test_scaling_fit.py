@@ -9,9 +9,9 @@ import pytest
 
 from tongues.cli import main
 from tongues.errors import DataError
-from tongues.lm.fit import fit_runs, load_runs, write_fit
-from tongues.lm.planner import plan
-from tongues.lm.scaling import ParametricLaw, load_fitted_law
+from tongues.plan.fit import fit_runs, load_runs, write_fit
+from tongues.plan.planner import plan
+from tongues.plan.scaling import ParametricLaw, load_fitted_law
 
 TRUE = ParametricLaw("true", E=2.0, A=300.0, B=600.0, alpha=0.32, beta=0.30)
 

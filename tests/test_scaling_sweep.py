@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tongues.lm.scaling import CHINCHILLA
 from tongues.lm.sweep import plan_sweep
+from tongues.plan.scaling import CHINCHILLA
 
 
 def test_sweep_runs_span_the_optimum_and_spend_their_budget():
@@ -29,8 +29,8 @@ def test_sweep_runs_span_the_optimum_and_spend_their_budget():
 def test_sweep_trains_with_pretrain_and_fit_reads_it(tmp_path):
     from pretrain_fixtures import tiny_config, tokenized
 
-    from tongues.lm.fit import fit_runs, load_runs
     from tongues.lm.sweep import run_sweep
+    from tongues.plan.fit import fit_runs, load_runs
 
     tok, tokens = tokenized(tmp_path / "corpus")
     vocab = json.loads((tokens / "meta.json").read_text())["vocab_size"]

@@ -35,7 +35,7 @@ def lm(tmp_path_factory: pytest.TempPathFactory):
 
 @contextmanager
 def running(lm, api_key: str | None = KEY, **limits) -> Iterator:
-    from tongues.lm.serve import RunningServer, ServerLimits, create_app
+    from tongues.infer.serve import RunningServer, ServerLimits, create_app
 
     app = create_app(lm, model_name="tiny", api_key=api_key, limits=ServerLimits(**{"max_tokens": 64, **limits}))
     with RunningServer(app) as server:

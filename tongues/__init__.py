@@ -14,8 +14,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "tongues.lm.generate:load",
-    "plan": "tongues.lm.planner:plan",
+    "load": "tongues.infer.generate:load",
+    "plan": "tongues.plan",  # the package is callable: tongues.plan(...) plans
     "load_recipe": "tongues.config:load_recipe",
     "run_recipe": "tongues.run:run_recipe",
     "prepare": "tongues.data.prepare:prepare",
@@ -27,7 +27,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        loaded = importlib.import_module(module)
+        return getattr(loaded, attr) if attr else loaded
     raise AttributeError(f"module 'tongues' has no attribute {name!r}")
 
 

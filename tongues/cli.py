@@ -18,9 +18,9 @@ from tongues.errors import TonguesError
 COMMAND_MODULES = (
     "tongues.data.commands",
     "tongues.tokenizers.commands",
-    "tongues.lm.plan_commands",
-    "tongues.lm.pretrain_commands",
-    "tongues.lm.inference_commands",
+    "tongues.plan.commands",
+    "tongues.lm.commands",
+    "tongues.infer.commands",
     "tongues.eval.commands",
 )
 

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from tongues.data.config import CorpusConfig
 from tongues.errors import ConfigError
 from tongues.eval.config import EvalConfig
-from tongues.lm.config import PlanConfig, PretrainConfig
+from tongues.lm.config import PretrainConfig
+from tongues.plan.config import PlanConfig
 from tongues.schema import StrictModel
 from tongues.tokenizers.config import TokenizerConfig
 

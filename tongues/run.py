@@ -91,7 +91,7 @@ def build_stages(recipe: Recipe) -> list[Stage]:
         if model.plan is not None:
             stages.append(
                 Stage(
-                    f"plan-{name}", "plan", "tongues.lm.planner:run_stage", model.plan,
+                    f"plan-{name}", "plan", "tongues.plan.planner:run_stage", model.plan,
                     inputs=[f"tokenize-{name}", tok], extra={"model": name, "seq_len": model.pretrain.seq_len},
                 )
             )

@@ -133,7 +133,7 @@ class Scorer:
     def load(cls, path: str | Path, *, device: str | None = None, dtype: str = "float32",
              batch_size: int | str = "auto", max_length: int | None = None, progress: bool = True) -> Scorer:
         """Load a Hugging Face causal LM directory (safetensors, no remote code)."""
-        from tongues.lm.generate import load
+        from tongues.infer.generate import load
 
         lm = load(path, device=device, dtype=dtype)
         return cls(lm.model, lm.tokenizer, path=lm.path, batch_size=batch_size, max_length=max_length,
@@ -268,7 +268,7 @@ class Scorer:
     def generate_until(self, prompts: Sequence[str], until: Sequence[str], max_new_tokens: int,
                        batch_size: int = 16) -> list[str]:
         """Greedy continuations, each cut before the first of `until` (and at EOS)."""
-        from tongues.lm.generate import LanguageModel
+        from tongues.infer.generate import LanguageModel
 
         lm = LanguageModel(self.model, self.tokenizer, self.path)
         params = lm.params(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0, top_k=0,

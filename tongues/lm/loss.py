@@ -80,13 +80,6 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         return _LinearCrossEntropy.apply(hidden.flatten(0, -2), weight, targets.flatten(), chunk, dtype, grads)
 
 
-def default_chunk(device: torch.device | str, vocab_size: int) -> int:
-    """Tokens per chunk: about 8 MB of fp32 logits on a CPU (cache-sized, measured fastest in
-    benchmarks/pretrain.py), about 256 MB on a GPU (large matmuls, few launches); a multiple of 64."""
-    budget = 2**26 if getattr(device, "type", device) == "cuda" else 2**21
-    return max(64, budget // max(1, vocab_size) // 64 * 64)
-
-
 def _passthrough(hidden_states: torch.Tensor) -> torch.Tensor:
     return hidden_states
 

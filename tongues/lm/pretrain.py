@@ -35,12 +35,13 @@ from tongues.errors import ConfigError, TonguesError
 from tongues.lm import checkpoint as ckpt
 from tongues.lm.config import PretrainConfig
 from tongues.lm.export import RUN_INFO
-from tongues.lm.flops import fast_bf16, flops_per_token, peak_flops
-from tongues.lm.loss import default_chunk, install_chunked_loss
+from tongues.lm.loss import install_chunked_loss
 from tongues.lm.lr_schedule import lr_at
 from tongues.lm.metrics_log import MetricsLog, steady_throughput
 from tongues.lm.packing import EvalSet, PackedMixture, document_positions, eval_set, micro_batch
 from tongues.manifest import write_json
+from tongues.plan.flops import fast_bf16, flops_per_token, peak_flops
+from tongues.plan.memory import default_chunk
 
 PAD_ID, BOS_ID, EOS_ID, IM_END_ID = 0, 2, 3, 5
 # A small model for when neither the recipe nor a plan gives a shape.

@@ -12,7 +12,6 @@ resumes from its checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from tongues.errors import ConfigError, DataError, TonguesError
-from tongues.lm.scaling import get_law
-from tongues.lm.shapes import ModelShape, shape_for_params
+from tongues.errors import DataError, TonguesError
 from tongues.manifest import atomic_path, write_json
+from tongues.plan.scaling import get_law
+from tongues.plan.shapes import ModelShape, shape_for_params
 
 MIN_STEPS = 20  # fewer optimizer steps and the schedule, not the model size, decides the loss
 
@@ -119,7 +118,7 @@ def run_sweep(
     return records
 
 
-def _vocab_size(token_dirs: list[Path], tokenizer_dir: Path) -> int:
+def vocab_size_of(token_dirs: list[Path], tokenizer_dir: Path) -> int:
     from tongues.data.tokenize import read_meta
 
     for directory in token_dirs:
@@ -131,60 +130,4 @@ def _vocab_size(token_dirs: list[Path], tokenizer_dir: Path) -> int:
     return Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
 
 
-def register(commands) -> None:  # noqa: ANN001 (tongues.cli.Commands)
-    p = commands.add(
-        "scaling sweep",
-        "train IsoFLOP runs (several sizes per compute budget) with the pretraining stage, for `scaling fit`",
-        _handle_sweep,
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
-    p.add_argument("--recipe", required=True, help="recipe whose data, tokenizer and tokenize stages have run")
-    p.add_argument("--model", default=None, help="model of the recipe whose data and pretrain settings to use (default: the first)")
-    p.add_argument("--budgets", required=True, help="comma-separated compute budgets in FLOPs, e.g. 1e13,3e13,1e14")
-    p.add_argument("--sizes", type=int, default=5, help="model sizes per budget")
-    p.add_argument("--spread", type=float, default=4.0, help="sizes span N_opt/spread .. N_opt*spread")
-    p.add_argument("--law", default="chinchilla", help="law that places N_opt for each budget")
-    p.add_argument("--center", default=None,
-                   help="spread the sizes around this many parameters instead of the law's N_opt (e.g. 2M)")
-    p.add_argument("--token-dir", default=None,
-                   help="directory holding one token directory per corpus (default: RUN_DIR/tokenize-MODEL)")
-    p.add_argument("--out", default=None, help="sweep directory (default: RUN_DIR/sweep-MODEL)")
-    p.add_argument("--dry-run", action="store_true", help="print the runs without training")
-
-
-def _handle_sweep(args: argparse.Namespace) -> int:
-    from tongues.config import load_recipe
-    from tongues.lm.plan_commands import parse_quantity
-
-    recipe = load_recipe(args.recipe)
-    if not recipe.models:
-        raise ConfigError(f"{args.recipe}: no models: defined; the sweep trains a model's data")
-    name = args.model or next(iter(recipe.models))
-    if name not in recipe.models:
-        raise ConfigError(f"--model {name!r} is not a model of {args.recipe} (models: {', '.join(recipe.models)})")
-    model = recipe.models[name]
-    budgets = [parse_quantity(b, "--budgets") for b in args.budgets.split(",") if b.strip()]
-    token_root = Path(args.token_dir) if args.token_dir else recipe.run_dir / f"tokenize-{name}"
-    tokenizer_dir = recipe.run_dir / f"tokenizer-{model.tokenizer}"
-    data = {corpus: (token_root / corpus, weight) for corpus, weight in model.corpora.items()}
-    missing = [str(d) for d, _ in data.values() if not (d / "meta.json").exists()]
-    if missing or not (tokenizer_dir / "tokenizer.json").exists():
-        raise DataError(f"no tokenized data at {', '.join(missing) or tokenizer_dir}: run `tongues run {args.recipe}` "
-                        "first (its data, tokenizer and tokenize stages), or give --token-dir")
-    cfg = model.pretrain
-    vocab = _vocab_size([d for d, _ in data.values()], tokenizer_dir)
-    runs = plan_sweep([b for b in budgets if b], args.sizes, vocab, cfg.seq_len, cfg.micro_batch_size,
-                      cfg.global_batch_tokens, law=args.law, spread=args.spread,
-                      center=parse_quantity(args.center, "--center"))
-    for run in runs:
-        print(f"{run.name}: {run.params:,} params, {run.tokens:,} tokens ({run.tokens / run.params:.1f}/param), "
-              f"{run.steps} steps of {run.global_batch_tokens} tokens, {run.flops:.3g} FLOPs")
-    if args.dry_run:
-        return 0
-    out = Path(args.out) if args.out else recipe.run_dir / f"sweep-{name}"
-    records = run_sweep(runs, out, cfg, data, tokenizer_dir, seed=recipe.seed)
-    print(f"{len(records)} runs in {out / 'runs.jsonl'}; next: tongues scaling fit {out}")
-    return 0
-
-
-__all__ = ["SweepRun", "plan_sweep", "run_sweep", "register"]
+__all__ = ["SweepRun", "plan_sweep", "run_sweep", "vocab_size_of"]

@@ -1,4 +1,5 @@
-"""CLI: `tongues data tokenize`, `tongues pretrain`, `tongues export`, `tongues launch slurm`."""
+"""CLI: `tongues data tokenize`, `tongues pretrain`, `tongues export`, `tongues launch slurm`,
+`tongues scaling sweep`."""
 
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ def register(commands: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override passed to every process (repeatable)")
     p.add_argument("--out", default=None, metavar="FILE", help="script path (default: pretrain-<model>.sbatch)")
+
+    _register_sweep(commands)
 
 
 def _handle_tokenize(args: argparse.Namespace) -> int:
@@ -245,4 +248,68 @@ def _handle_slurm(args: argparse.Namespace) -> int:
                        accelerate_config=args.accelerate_config, time=args.time, partition=args.partition,
                        account=args.account, overrides=args.overrides)
     print(f"wrote {out}: {args.nodes} node(s) x {args.gpus_per_node} GPU(s); submit with `sbatch {out}`")
+    return 0
+
+
+def _sweep_description() -> str:
+    from tongues.lm import sweep
+
+    return (sweep.__doc__ or "").split("\n\n", 1)[-1]
+
+
+def _register_sweep(commands: Any) -> None:
+    p = commands.add(
+        "scaling sweep",
+        "train IsoFLOP runs (several sizes per compute budget) with the pretraining stage, for `scaling fit`",
+        _handle_sweep,
+        description=_sweep_description(),
+    )
+    p.add_argument("--recipe", required=True, help="recipe whose data, tokenizer and tokenize stages have run")
+    p.add_argument("--model", default=None, help="model of the recipe whose data and pretrain settings to use (default: the first)")
+    p.add_argument("--budgets", required=True, help="comma-separated compute budgets in FLOPs, e.g. 1e13,3e13,1e14")
+    p.add_argument("--sizes", type=int, default=5, help="model sizes per budget")
+    p.add_argument("--spread", type=float, default=4.0, help="sizes span N_opt/spread .. N_opt*spread")
+    p.add_argument("--law", default="chinchilla", help="law that places N_opt for each budget")
+    p.add_argument("--center", default=None,
+                   help="spread the sizes around this many parameters instead of the law's N_opt (e.g. 2M)")
+    p.add_argument("--token-dir", default=None,
+                   help="directory holding one token directory per corpus (default: RUN_DIR/tokenize-MODEL)")
+    p.add_argument("--out", default=None, help="sweep directory (default: RUN_DIR/sweep-MODEL)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs without training")
+
+
+def _handle_sweep(args: argparse.Namespace) -> int:
+    from tongues.config import load_recipe
+    from tongues.errors import DataError
+    from tongues.lm.sweep import plan_sweep, run_sweep, vocab_size_of
+    from tongues.plan.quantity import parse_quantity
+
+    recipe = load_recipe(args.recipe)
+    if not recipe.models:
+        raise ConfigError(f"{args.recipe}: no models: defined; the sweep trains a model's data")
+    name = args.model or next(iter(recipe.models))
+    if name not in recipe.models:
+        raise ConfigError(f"--model {name!r} is not a model of {args.recipe} (models: {', '.join(recipe.models)})")
+    model = recipe.models[name]
+    budgets = [parse_quantity(b, "--budgets") for b in args.budgets.split(",") if b.strip()]
+    token_root = Path(args.token_dir) if args.token_dir else recipe.run_dir / f"tokenize-{name}"
+    tokenizer_dir = recipe.run_dir / f"tokenizer-{model.tokenizer}"
+    data = {corpus: (token_root / corpus, weight) for corpus, weight in model.corpora.items()}
+    missing = [str(d) for d, _ in data.values() if not (d / "meta.json").exists()]
+    if missing or not (tokenizer_dir / "tokenizer.json").exists():
+        raise DataError(f"no tokenized data at {', '.join(missing) or tokenizer_dir}: run `tongues run {args.recipe}` "
+                        "first (its data, tokenizer and tokenize stages), or give --token-dir")
+    cfg = model.pretrain
+    vocab = vocab_size_of([d for d, _ in data.values()], tokenizer_dir)
+    runs = plan_sweep([b for b in budgets if b], args.sizes, vocab, cfg.seq_len, cfg.micro_batch_size,
+                      cfg.global_batch_tokens, law=args.law, spread=args.spread,
+                      center=parse_quantity(args.center, "--center"))
+    for run in runs:
+        print(f"{run.name}: {run.params:,} params, {run.tokens:,} tokens ({run.tokens / run.params:.1f}/param), "
+              f"{run.steps} steps of {run.global_batch_tokens} tokens, {run.flops:.3g} FLOPs")
+    if args.dry_run:
+        return 0
+    out = Path(args.out) if args.out else recipe.run_dir / f"sweep-{name}"
+    records = run_sweep(runs, out, cfg, data, tokenizer_dir, seed=recipe.seed)
+    print(f"{len(records)} runs in {out / 'runs.jsonl'}; next: tongues scaling fit {out}")
     return 0

@@ -29,7 +29,7 @@ whole estimate is checked against a measured CPU peak in tests/test_plan_memory.
 Peak = weights + AdamW states + [gradients, live while micro-batches accumulate]
        + activations + logit transients   (the start of backward), or
        weights + AdamW states + gradients (the end of backward), whichever is larger.
-(See `measure_step_peak` for how the estimate is checked.)
+(See `tongues.lm.memory_probe.measure_step_peak` for how the estimate is checked.)
 AdamW is assumed fused (no per-step temporaries), as on GPU. With activation checkpointing only
 each layer's input is kept; backward first holds the logit transients, and last rebuilds the first
 layer's activations while (nearly) all gradients exist; the larger of the two sets the peak.
@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tongues.errors import TonguesError
-from tongues.lm.shapes import ModelShape
+from tongues.plan.shapes import ModelShape
 
 PRECISIONS = ("bf16-mixed", "bf16", "fp32")
 STRATEGIES = ("ddp", "fsdp")
@@ -80,7 +80,7 @@ class MemoryEstimate:
         return out
 
 
-def _bytes(precision: str) -> tuple[int, int, int]:
+def precision_bytes(precision: str) -> tuple[int, int, int]:
     """(weight, gradient, AdamW-state) bytes per parameter."""
     if precision not in PRECISIONS:
         raise TonguesError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
@@ -89,7 +89,7 @@ def _bytes(precision: str) -> tuple[int, int, int]:
 
 def layer_activation_bytes(shape: ModelShape, precision: str) -> int:
     """Bytes autograd saves per token in one decoder layer (see the module docstring)."""
-    _bytes(precision)
+    precision_bytes(precision)
     d, f, h = shape.d_model, shape.ffn_dim, shape.n_heads
     q = shape.n_heads * shape.head_dim
     kv = shape.n_kv_heads * shape.head_dim
@@ -99,7 +99,7 @@ def layer_activation_bytes(shape: ModelShape, precision: str) -> int:
     return norms + 4 * q + 4 * kv + 8 * f + 4 * h + 8
 
 
-def _check_loss(loss: str) -> None:
+def check_loss(loss: str) -> None:
     if loss not in LOSSES:
         raise TonguesError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
 
@@ -124,8 +124,6 @@ def _chunked_head(shape: ModelShape, tokens: int, precision: str, chunk: int | N
     logits with log-sum-exp's float32 temporary (their compute-dtype gradient is smaller than the
     temporary and comes after it), plus the chunk's V·d weight-gradient term.
     """
-    from tongues.lm.loss import default_chunk
-
     d, v = shape.d_model, shape.vocab_size
     c = min(tokens, chunk or default_chunk("cuda", v))
     low = precision != "fp32"  # matmuls in bf16: copies of the input and the weight exist
@@ -135,6 +133,14 @@ def _chunked_head(shape: ModelShape, tokens: int, precision: str, chunk: int | N
     transient += (2 * v * d if precision == "bf16-mixed" else 0) + 8 * c * v  # logits + log-sum-exp's temporary
     transient += v * d * (4 + (2 if low else 0))
     return saved, transient
+
+
+def default_chunk(device: Any, vocab_size: int) -> int:
+    """Tokens per chunk of the chunked loss (`tongues.lm.loss`): about 8 MB of fp32 logits on a CPU
+    (cache-sized, measured fastest in benchmarks/pretrain.py), about 256 MB on a GPU (large matmuls,
+    few launches); a multiple of 64. `device`: a torch.device or its type ("cpu", "cuda")."""
+    budget = 2**26 if getattr(device, "type", device) == "cuda" else 2**21
+    return max(64, budget // max(1, vocab_size) // 64 * 64)
 
 
 def _layer_input_bytes(shape: ModelShape, precision: str) -> int:
@@ -163,12 +169,12 @@ def estimate_memory(
     logits) or "chunked" (`tongues.lm.loss`, `chunk` tokens at a time; the default chunk of a GPU
     when `gpus` > 0 is what `tongues pretrain` uses).
     """
-    _check_loss(loss)
+    check_loss(loss)
     if strategy not in STRATEGIES:
         raise TonguesError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     if micro_batch < 1 or seq_len < 1 or gpus < 1:
         raise TonguesError("micro-batch, sequence length and GPU count must be positive")
-    w_b, g_b, o_b = _bytes(precision)
+    w_b, g_b, o_b = precision_bytes(precision)
     params = shape.param_count()
     tokens = micro_batch * seq_len
     weights, gradients, optimizer = params * w_b, params * g_b, params * o_b
@@ -239,71 +245,3 @@ def max_micro_batch(
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
-
-
-def measure_step_peak(
-    shape: ModelShape, micro_batch: int, seq_len: int, *, precision: str = "fp32", accumulation: int = 1,
-    checkpointing: bool = False, seed: int = 0, loss: str = "logits", chunk: int | None = None,
-) -> float:
-    """Measured peak bytes of live tensors in one steady-state training step on CPU.
-
-    Builds `LlamaForCausalLM(shape)`, runs one step (creating the AdamW states), then profiles a
-    second step (`accumulation` micro-batches, backward each, fused AdamW, gradients set to None),
-    as the pretraining loop does. PyTorch's CPU allocator reports every allocation and free to the
-    profiler under `profile_memory=True`, each allocation with the running total allocated since
-    profiling began; its maximum is the step's peak above what was live before, which is known
-    exactly (parameters, AdamW states, the batch). This is the CPU analogue of
-    `torch.cuda.max_memory_allocated` (tracemalloc does not see torch's allocator; process RSS
-    counts allocator caches and the interpreter). `precision`: "fp32", "bf16-mixed" (CPU
-    autocast) or "bf16" (bf16 weights). `loss`: "logits" (Hugging Face's own loss) or "chunked"
-    (`tongues.lm.loss`, `chunk` tokens at a time, as `tongues pretrain` trains).
-    """
-    _check_loss(loss)
-    import contextlib
-
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import LlamaForCausalLM
-
-    _bytes(precision)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(shape.llama_config())
-    if precision == "bf16":
-        model = model.to(torch.bfloat16)
-    if checkpointing:  # transformers 5 renamed it; older releases have only the first name
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
-        model.config.use_cache = False
-    model.train()
-    if loss == "chunked":
-        from tongues.lm.loss import default_chunk, install_chunked_loss
-
-        install_chunked_loss(model, chunk or default_chunk("cpu", shape.vocab_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    ids = torch.randint(0, shape.vocab_size, (accumulation, micro_batch, seq_len + 1))
-
-    def cast() -> Any:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
-
-    def step() -> None:
-        for micro in ids:
-            with cast():  # the chunked loss takes shifted labels, Hugging Face's loss shifts them itself
-                labels = micro[:, 1:] if loss == "chunked" else micro[:, :-1]
-                value = model(input_ids=micro[:, :-1], labels=labels).loss
-            value.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()
-    live = sum(p.nbytes for p in model.parameters()) + ids.nbytes
-    live += sum(t.nbytes for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    peak = 0
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        if type(node.extra_fields).__name__ == "_ExtraFields_Allocation":
-            peak = max(peak, node.extra_fields.total_allocated)
-        stack.extend(node.children)
-    return float(live + peak)

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongues.errors import TonguesError
-from tongues.lm.generate import Generation, LanguageModel, SequenceState
+from tongues.infer.generate import Generation, LanguageModel, SequenceState
 
 log = logging.getLogger("tongues.serve")
 
@@ -626,7 +626,7 @@ def serve(
     """Load `model` and serve it until interrupted (blocks)."""
     import uvicorn
 
-    from tongues.lm.generate import load
+    from tongues.infer.generate import load
 
     lm = load(model, device=device, dtype=dtype, threads=threads)
     app = create_app(lm, model_name=model_name, api_key=api_key, limits=limits)

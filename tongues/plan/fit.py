@@ -19,7 +19,7 @@ for approach 2) and everything is refitted.
 
 The loss may be nats per token (`metric="loss"`) or bits per UTF-8 byte (`metric="bpb"`), which
 compares across tokenizers. The fitted law is a JSON file that `tongues plan --law fitted:PATH`
-reads (`tongues.lm.scaling.load_fitted_law`).
+reads (`tongues.plan.scaling.load_fitted_law`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from tongues.errors import DataError, TonguesError
-from tongues.lm.scaling import BPB, FITTED_FORMAT, NATS, TOTAL, ParametricLaw
 from tongues.manifest import atomic_path, write_json
+from tongues.plan.scaling import BPB, FITTED_FORMAT, NATS, TOTAL, ParametricLaw
 
 HUBER_DELTA = 1e-3
 _GRID = np.array(list(itertools.product(

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tongues.errors import TonguesError
-from tongues.lm.hardware import GPU, get_gpu
-from tongues.lm.memory import GIB, estimate_memory, max_micro_batch
-from tongues.lm.scaling import LAWS, TOTAL, DataConstrainedLaw, ScalingLaw, get_law
-from tongues.lm.shapes import ModelShape, shape_for_params
 from tongues.manifest import atomic_path, write_json
+from tongues.plan.hardware import GPU, get_gpu
+from tongues.plan.memory import GIB, estimate_memory, max_micro_batch
+from tongues.plan.scaling import LAWS, TOTAL, DataConstrainedLaw, ScalingLaw, get_law
+from tongues.plan.shapes import ModelShape, shape_for_params
 
 EPOCHS_FADE = 4.0  # Muennighoff et al.: up to ~4 epochs, repeated tokens are almost as good as new
 EPOCHS_FUTILE = 16.0  # ... and past ~16 epochs further repetition adds almost nothing
@@ -110,8 +110,6 @@ class Plan:
 
     def recipe_fragment(self) -> dict[str, Any]:
         """`plan:` and `pretrain:` keys for a recipe's `models.<name>:` entry."""
-        from tongues.lm.config import PretrainConfig
-
         budget = {k: v for k, v in self.budget.items() if k in ("flops", "params", "gpus", "gpu", "hours", "mfu")
                   and v is not None}
         plan_block = {**budget, "law": self.budget["law_spec"]}
@@ -127,8 +125,7 @@ class Plan:
             "max_steps": t["steps"],
             "precision": "bf16" if self.memory.get("bf16", True) and self.cost.get("gpu") else "auto",
         }
-        known = PretrainConfig.model_fields
-        return {"plan": plan_block, "pretrain": {k: v for k, v in pretrain.items() if k in known}}
+        return {"plan": plan_block, "pretrain": pretrain}
 
     def to_markdown(self) -> str:
         return render_markdown(self)
@@ -154,7 +151,7 @@ def plan(
 
     `gpus`/`gpu` without `hours` only describe the hardware for the cost and memory estimates.
     `unique_tokens`: the team's corpus size in its tokenizer's tokens (enables the
-    data-constrained optimum). `law`: a name from `tongues.lm.scaling.LAWS` or ``fitted:PATH``.
+    data-constrained optimum). `law`: a name from `tongues.plan.scaling.LAWS` or ``fitted:PATH``.
     Raises TonguesError (one line) for bad input.
     """
     for name, value in (("flops", flops), ("params", params), ("hours", hours), ("unique_tokens", unique_tokens)):

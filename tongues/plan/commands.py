@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import sys
 
 from tongues.errors import TonguesError
+from tongues.plan.quantity import parse_quantity, whole
 
 PLAN_EPILOG = """\
 budget (exactly one):
@@ -64,31 +63,6 @@ isoflops.png (loss against N per budget with the parabolas and their minima, and
 frontier N_opt(C)) and fit.md.
 """
 
-_SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "Q": 1e15}
-
-
-def parse_quantity(text: str | None, flag: str) -> float | None:
-    """'1.2B' -> 1.2e9, '3e19' -> 3e19; TonguesError naming the flag otherwise."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([KkMmBbGgTtQq]?)\s*", str(text))
-    if not match:
-        raise TonguesError(f"{flag}: expected a number such as 3e19, 1.2B or 300M, got {text!r}")
-    value = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
-    if not math.isfinite(value) or value <= 0:
-        raise TonguesError(f"{flag} must be a positive number, got {text!r}")
-    return value
-
-
-def _whole(text: str | None, flag: str) -> int | None:
-    value = parse_quantity(text, flag)
-    if value is None:
-        return None
-    if value != int(value):
-        raise TonguesError(f"{flag} must be a whole number, got {text!r}")
-    return int(value)
-
-
 def register(commands) -> None:  # noqa: ANN001 (tongues.cli.Commands)
     p = commands.add(
         "plan",
@@ -133,27 +107,21 @@ def register(commands) -> None:  # noqa: ANN001 (tongues.cli.Commands)
     f.add_argument("--name", default=None, help="name of the fitted law (default: the RUNS file or directory name)")
     f.add_argument("--json", action="store_true", help="print the fitted law as JSON on stdout")
 
-    try:  # the sweep trains with the pretraining stage; offer it only where that module exists
-        from tongues.lm import sweep  # noqa: F401
-    except ImportError:
-        return
-    sweep.register(commands)
-
 
 def _handle_plan(args: argparse.Namespace) -> int:
-    from tongues.lm.planner import plan, write_plan
+    from tongues.plan.planner import plan, write_plan
 
     mfu = parse_quantity(args.mfu, "--mfu")
     result = plan(
         flops=parse_quantity(args.flops, "--flops"),
         params=parse_quantity(args.params, "--params"),
-        gpus=_whole(args.gpus, "--gpus"),
+        gpus=whole(args.gpus, "--gpus"),
         gpu=args.gpu,
         hours=parse_quantity(args.hours, "--hours"),
         mfu=mfu if mfu is not None else 0.4,
         unique_tokens=parse_quantity(args.unique_tokens, "--unique-tokens"),
-        vocab_size=_whole(args.vocab_size, "--vocab-size") or 32000,
-        seq_len=_whole(args.seq_len, "--seq-len") or 2048,
+        vocab_size=whole(args.vocab_size, "--vocab-size") or 32000,
+        seq_len=whole(args.seq_len, "--seq-len") or 2048,
         law=args.law,
     )
     if args.out:
@@ -170,7 +138,7 @@ def _handle_plan(args: argparse.Namespace) -> int:
 def _handle_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tongues.lm.fit import fit_runs, load_runs, write_fit
+    from tongues.plan.fit import fit_runs, load_runs, write_fit
 
     runs = load_runs(args.runs)
     if args.bootstrap < 0:

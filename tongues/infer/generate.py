@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tongues.errors import TonguesError
-from tongues.lm.streaming import TextStream
+from tongues.infer.streaming import TextStream
 
 DEFAULT_MAX_NEW_TOKENS = 256
 # Tokens that end an assistant turn in common chat templates, besides the tokenizer's eos.

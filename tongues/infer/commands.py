@@ -82,7 +82,7 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
 def _load(args: argparse.Namespace) -> Any:
     from transformers.utils import logging as hf_logging
 
-    from tongues.lm.generate import load
+    from tongues.infer.generate import load
 
     hf_logging.disable_progress_bar()  # a weights-loading bar on every command is noise
     return load(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
@@ -176,7 +176,7 @@ def _handle_chat(args: argparse.Namespace) -> int:
 
 
 def _handle_serve(args: argparse.Namespace) -> int:
-    from tongues.lm.serve import ServerLimits, serve
+    from tongues.infer.serve import ServerLimits, serve
 
     for name in ("max_batch_size", "max_queue", "max_tokens_limit"):
         if getattr(args, name) < 1:

@@ -55,11 +55,11 @@ def fast_bf16() -> bool:
 
 def peak_flops(device: Any, dtype: Any = None, measure_cpu: bool = True) -> float | None:
     """Peak FLOP/s of one `device` in the training dtype: the datasheet's dense bf16 figure for
-    known GPUs (`tongues.lm.hardware`), a short matmul measurement on CPU."""
+    known GPUs (`tongues.plan.hardware`), a short matmul measurement on CPU."""
     import torch
 
     if device.type == "cuda":
-        from tongues.lm.hardware import gpu_for_device_name
+        from tongues.plan.hardware import gpu_for_device_name
 
         gpu = gpu_for_device_name(torch.cuda.get_device_name(device))
         return gpu.peak_flops if gpu else None

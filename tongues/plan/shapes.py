@@ -87,7 +87,7 @@ class ModelShape:
 
         The attention-score term is PaLM's (Chowdhery et al. 2022, App. B; nanoGPT uses it too),
         counted in full although causal masking skips half; the same count as the pretraining
-        loop's MFU (tongues.lm.flops), so planned and measured MFU compare.
+        loop's MFU (tongues.plan.flops), so planned and measured MFU compare.
         """
         seq = self.max_seq_len if seq_len is None else seq_len
         return 6.0 * self.matmul_params + 12.0 * self.n_layers * seq * self.n_heads * self.head_dim

@@ -1,0 +1,1 @@
+"""Inference: `load` / `generate` / `chat`, streaming text, the OpenAI-compatible server."""
