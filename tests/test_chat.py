@@ -36,9 +36,14 @@ def test_chat_applies_the_template_and_matches_transformers(lm) -> None:
     assert lm.end_of_turn_ids == {3, 5}  # </s> and <|im_end|>
     result = lm.chat(CONVERSATION, max_new_tokens=20, temperature=0, return_details=True)
     assert result.prompt_tokens == len(ids)
+    from transformers import LogitsProcessorList
+
+    from tongues.infer.generate import Utf8LogitsProcessor
+
+    guard = Utf8LogitsProcessor.for_tokenizer(lm.tokenizer)  # tongues keeps byte tokens valid UTF-8
     out = lm.model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False, eos_token_id=[3, 5],
-                            pad_token_id=0)[0, len(ids):].tolist()
-    expected = out[: next((i for i, t in enumerate(out) if t in (3, 5)), len(out))]  # up to the end of turn
+                            pad_token_id=0, logits_processor=LogitsProcessorList([guard]))[0, len(ids):].tolist()
+    expected = guard.guard.complete_prefix(out[: next((i for i, t in enumerate(out) if t in (3, 5)), len(out))])
     assert result.token_ids == expected
     # A plain string is one user message; several conversations make a batch.
     one = lm.chat("안녕하세요", max_new_tokens=8, temperature=0)

@@ -20,7 +20,13 @@ PROMPTS = ["안녕하세요", "नमस्ते, आप कैसे हैं
 
 def hf_greedy(lm, prompts: list[str], max_new_tokens: int, model=None, **kwargs) -> list[list[int]]:
     """transformers' model.generate (greedy, KV cache, left padding) on lm's model (or `model`), cut at
-    the first eos."""
+    the first eos, with tongues' UTF-8 guard as a logits processor (tongues masks the same tokens)."""
+    from transformers import LogitsProcessorList
+
+    from tongues.infer.generate import Utf8LogitsProcessor
+
+    guard = Utf8LogitsProcessor.for_tokenizer(lm.tokenizer)
+    kwargs.setdefault("logits_processor", LogitsProcessorList([guard]))
     tok = lm.tokenizer
     tok.padding_side = "left"
     batch = tok(prompts, return_tensors="pt", padding=True)
@@ -28,7 +34,7 @@ def hf_greedy(lm, prompts: list[str], max_new_tokens: int, model=None, **kwargs)
     out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, **kwargs)
     rows = []
     for row in out[:, batch["input_ids"].shape[1]:].tolist():
-        rows.append(row[: row.index(3)] if 3 in row else row)
+        rows.append(guard.guard.complete_prefix(row[: row.index(3)] if 3 in row else row))
     return rows
 
 
@@ -93,7 +99,14 @@ def test_details_logprobs_are_the_models(lm) -> None:
     steps = torch.log_softmax(logits[len(prompt) - 1: -1], -1)
     expected = steps.gather(1, torch.tensor(result.token_ids).view(-1, 1)).view(-1)
     assert torch.allclose(torch.tensor(result.logprobs), expected, atol=1e-4)
-    assert result.token_ids == steps.argmax(-1).tolist()  # greedy picked the most likely token each step
+    # greedy picked the most likely token each step among those that keep the text valid UTF-8
+    from tongues.infer.generate import Utf8LogitsProcessor
+
+    guard = Utf8LogitsProcessor.for_tokenizer(lm.tokenizer)
+    ids = prompt + result.token_ids
+    picks = [guard(torch.tensor([ids[:len(prompt) + i]]), steps[i:i + 1]).argmax(-1).item()
+             for i in range(len(result.token_ids))]
+    assert result.token_ids == picks
 
 
 # ---- stopping ---------------------------------------------------------------------------------------
@@ -266,3 +279,56 @@ def test_stream_holds_back_a_possible_stop_string() -> None:
     out = [stream.push(i) for i in range(len(pieces))]
     assert stream.stopped and "".join(out) == "Hello " and stream.text == "Hello "
     assert not any("w" in piece for piece in out)  # "w", "wo", "wor", "worl" might start "world"
+
+
+# ---- valid text from byte-fallback tokens ----------------------------------------------------------
+
+
+def _invalid(text: str) -> bool:
+    return "\ufffd" in text or any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t" for c in text)
+
+
+def test_a_thousand_samples_at_temperature_one_are_valid_text(lm) -> None:
+    outs = lm.generate(["안녕", "नमस्ते"] * 500, max_new_tokens=24, temperature=1.0, seed=0, batch_size=250)
+    assert len(outs) == 1000 and not [t for t in outs if _invalid(t)]
+    streamed = "".join(lm.generate("Xin chào", max_new_tokens=48, temperature=1.0, seed=3, stream=True))
+    assert not _invalid(streamed)
+    # The same sampling without the guard does emit broken bytes: the check above can fail.
+    guard, lm.utf8_guard = lm.utf8_guard, None
+    try:
+        unguarded = lm.generate(["안녕", "नमस्ते"] * 50, max_new_tokens=24, temperature=1.0, seed=0)
+    finally:
+        lm.utf8_guard = guard
+    assert sum(map(_invalid, unguarded)) > 10
+
+
+def test_utf8_guard_follows_the_utf8_grammar(lm) -> None:
+    guard = lm.utf8_guard
+    byte = {b: i for i, b in guard.byte_of.items()}
+    ids = [byte[b] for b in "한".encode()]
+    state = (0, 0, 0)
+    for expected_need, token in zip((2, 1, 0), ids, strict=True):
+        state = guard.state_after(state, token)
+        assert state[0] == expected_need
+    assert guard.state_after((0, 0, 0), byte[0xE0]) == (2, 0xA0, 0xBF)  # no overlong forms
+    assert guard.state_after((0, 0, 0), byte[0xED]) == (2, 0x80, 0x9F)  # no surrogates
+    assert guard.state_after((0, 0, 0), byte[0xF4]) == (3, 0x80, 0x8F)  # nothing past U+10FFFF
+    # an unfinished character at the end is dropped, a finished one kept
+    assert guard.complete_prefix([7, *ids]) == [7, *ids] and guard.complete_prefix([7, *ids[:2]]) == [7]
+    scores = torch.zeros(2, len(lm.tokenizer))
+    guard.mask_(scores, [(0, 0, 0), (1, 0x80, 0xBF)])
+    finite = [set(torch.nonzero(row.isfinite()).view(-1).tolist()) for row in scores]
+    assert byte[0x80] not in finite[0] and byte[0x1B] not in finite[0] and byte[0xE0] in finite[0]
+    assert byte[0x41] in finite[0] and 300 in finite[0]  # ASCII bytes and ordinary pieces stay
+    assert finite[1] == {byte[b] for b in range(0x80, 0xC0)}  # inside a character: only its continuations
+
+
+def test_an_empty_prompt_starts_from_bos_and_says_so(lm, model_dir, capsys) -> None:
+    from tongues.cli import main
+    from tongues.infer.generate import EmptyPromptWarning
+
+    with pytest.warns(EmptyPromptWarning, match="starts from the BOS token"):
+        result = lm.generate("", max_new_tokens=4, temperature=0, return_details=True)
+    assert result.prompt_tokens == 1  # the BOS token alone
+    assert main(["generate", "--model", str(model_dir), "", "--max-new-tokens", "3"]) == 0
+    assert "empty prompt starts from the BOS token" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import inspect
 import re
 import secrets
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from tongues.errors import TonguesError
+from tongues.hub import resolve_model_dir
 from tongues.infer.streaming import TextStream
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -32,6 +34,10 @@ DEFAULT_MAX_NEW_TOKENS = 256
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # SentencePiece byte-fallback pieces
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
+
+
+class EmptyPromptWarning(UserWarning):
+    """An empty prompt: generation starts from the BOS token alone (unconditional text)."""
 
 
 @dataclass
@@ -101,6 +107,8 @@ class SequenceState:
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
     text: str | None = None
+    guard: Utf8Guard | None = None  # keeps byte-fallback tokens valid UTF-8 (see Utf8Guard)
+    utf8: tuple[int, int, int] = (0, 0, 0)  # inside a multi-byte character: (bytes needed, low, high)
 
     @property
     def done(self) -> bool:
@@ -115,6 +123,8 @@ class SequenceState:
             self._finish("stop")
             return
         self.token_ids.append(token)
+        if self.guard is not None:
+            self.utf8 = self.guard.state_after(self.utf8, token)
         if self.want_logprobs and logprob is not None:
             self.logprobs.append(logprob)
         if self.stream is not None:
@@ -127,6 +137,15 @@ class SequenceState:
 
     def _finish(self, reason: str) -> None:
         self.finish_reason = reason
+        if self.utf8[0] and self.guard is not None:  # stopped inside a character: drop its bytes
+            kept = self.guard.complete_prefix(self.token_ids)
+            dropped = len(self.token_ids) - len(kept)
+            del self.token_ids[len(kept):]
+            if self.want_logprobs:
+                del self.logprobs[len(kept):]
+            if self.stream is not None:
+                self.stream.drop_last(dropped)
+            self.utf8 = (0, 0, 0)
         if self.stream is not None:
             self._emit(self.stream.finish())
             self.text = self.stream.text
@@ -162,22 +181,6 @@ def _find_weights(directory: Path) -> None:
     raise TonguesError(f"{directory} has no model weights: expected model.safetensors (or sharded *.safetensors)")
 
 
-def _resolve_directory(path: str | Path) -> Path:
-    directory = Path(path).expanduser()
-    if directory.is_dir():
-        return directory
-    name = str(path)
-    if directory.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise TonguesError(f"model directory {name} does not exist (expected a Hugging Face model directory)")
-    # "org/name": a Hugging Face Hub model, fetched without pickle weights or code.
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
-    except Exception as err:  # offline, unknown repo, gated: all a user error here
-        raise TonguesError(f"{name} is not a local directory and could not be fetched from the Hub: {err}") from err
-
-
 def _torch_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype | str:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -206,9 +209,9 @@ def load(
     threads: torch CPU threads (torch.set_num_threads); None leaves torch's default.
     Raises TonguesError for a missing directory, pickle-only weights, or a model that needs remote code.
     """
+    directory = resolve_model_dir(path)  # before the heavy imports: an offline hub name fails at once
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    directory = _resolve_directory(path)
     if not (directory / "config.json").is_file():
         raise TonguesError(f"{directory} has no config.json; is it a Hugging Face model directory?")
     _find_weights(directory)
@@ -263,6 +266,7 @@ class LanguageModel:
             vocab[t] for t in END_OF_TURN_TOKENS if t in vocab and t in template
         }
         self.byte_token_ids = frozenset(i for t, i in vocab.items() if _BYTE_TOKEN.fullmatch(t))
+        self.utf8_guard = Utf8Guard(vocab) if self.byte_token_ids else None
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
         self.defaults = _defaults_from(gen)
@@ -279,11 +283,13 @@ class LanguageModel:
         """Token ids of a prompt (with the tokenizer's bos when it adds one and `add_special_tokens`)."""
         with self._tokenizer_lock:
             ids = list(self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
-        if not ids:
+        if not prompt:
             bos = self.tokenizer.bos_token_id
             if bos is None:
                 raise TonguesError("the prompt is empty and the tokenizer has no bos token to start from")
-            ids = [bos]
+            warnings.warn(f"the prompt is empty: generation starts from the BOS token {self.tokenizer.bos_token!r} "
+                          "alone (unconditional text)", EmptyPromptWarning, stacklevel=3)
+            ids = ids or [bos]
         return ids
 
     def decode(self, token_ids: Sequence[int]) -> str:
@@ -347,7 +353,7 @@ class LanguageModel:
         if stream or on_text is not None or params.stop:
             text_stream = TextStream(self.decode, params.stop, self.byte_token_ids)
         return SequenceState(
-            prompt_ids=list(prompt_ids), params=params,
+            prompt_ids=list(prompt_ids), params=params, guard=self.utf8_guard,
             stop_token_ids=self.eos_token_ids if stop_token_ids is None else stop_token_ids,
             max_new_tokens=min(params.max_new_tokens, room), stream=text_stream, on_text=on_text,
             is_cancelled=is_cancelled, want_logprobs=logprobs, generator=generator,
@@ -368,7 +374,7 @@ class LanguageModel:
         logits = stepper.prefill(input_ids.to(self.device), mask.to(self.device))
         active = list(seqs)
         while True:
-            tokens, logprobs = _pick_tokens(logits, active)
+            tokens, logprobs = _pick_tokens(logits, active, self.utf8_guard)
             token_list = tokens.tolist()
             for i, seq in enumerate(active):
                 seq.accept(token_list[i], logprobs[i] if logprobs is not None else None)
@@ -419,7 +425,10 @@ class LanguageModel:
         character or a grapheme cluster.
         return_details: return Generation(text, token_ids, logprobs, finish_reason, prompt_tokens).
         Returns str (or Generation) for a str prompt, a list of them for a list of prompts.
-        Raises TonguesError when a prompt does not fit in the model's context.
+        Raises TonguesError when a prompt does not fit in the model's context. An empty prompt starts
+        from the BOS token alone (unconditional text) and warns (EmptyPromptWarning).
+        Byte-fallback tokens are kept valid UTF-8 (Utf8Guard): the text never holds U+FFFD or control
+        characters made from bytes, at any temperature.
         """
         params = self.params(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                              repetition_penalty=repetition_penalty, stop=stop, seed=seed)
@@ -506,17 +515,127 @@ def _defaults_from(gen: Any) -> dict[str, Any]:
     return values
 
 
+# ---- valid text from byte-fallback tokens -----------------------------------------------------------
+
+# Bytes a byte-fallback token may stand for outside a multi-byte character: printable ASCII plus tab
+# and newline, and the lead bytes of 2-4 byte UTF-8 characters. Continuation bytes, C0/C1/F5-FF
+# (never valid in UTF-8) and control characters are not text a model should emit.
+_FREE_BYTES = frozenset([0x09, 0x0A, *range(0x20, 0x7F), *range(0xC2, 0xF5)])
+
+
+def _utf8_next(lead: int) -> tuple[int, int, int]:
+    """(continuation bytes still needed, lowest, highest allowed next byte) after a lead byte; the
+    narrowed ranges after E0/ED/F0/F4 and C2 exclude overlong forms, surrogates, code points past
+    U+10FFFF and the C1 control characters U+0080-U+009F."""
+    if lead < 0xE0:
+        return 1, (0xA0 if lead == 0xC2 else 0x80), 0xBF
+    if lead < 0xF0:
+        return 2, (0xA0 if lead == 0xE0 else 0x80), (0x9F if lead == 0xED else 0xBF)
+    return 3, (0x90 if lead == 0xF0 else 0x80), (0x8F if lead == 0xF4 else 0xBF)
+
+
+class Utf8Guard:
+    """Keeps generated byte-fallback tokens (``<0xE0>``) valid UTF-8 text.
+
+    Before each pick, a row outside a multi-byte character may not take a byte token that cannot
+    start text (a continuation byte, an invalid byte, a control character); a row inside one may take
+    only a byte token that continues it (every other token, end of sequence included, is masked).
+    A character still unfinished when generation stops is dropped (`complete_prefix`). So no output
+    holds U+FFFD or a control character made from byte tokens, whatever the sampling settings.
+    """
+
+    def __init__(self, vocab: dict[str, int]) -> None:
+        self.byte_of = {i: int(t[3:5], 16) for t, i in vocab.items() if _BYTE_TOKEN.fullmatch(t)}
+        self.ids_of: dict[int, int] = {b: i for i, b in self.byte_of.items()}
+        self._free_bad: torch.Tensor | None = None
+        self._allowed: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.byte_of)
+
+    def state_after(self, state: tuple[int, int, int], token: int) -> tuple[int, int, int]:
+        """The (needed, low, high) state after `token`; (0, 0, 0) is "between characters"."""
+        byte = self.byte_of.get(token)
+        if byte is None:
+            return (0, 0, 0)
+        if state[0]:
+            return (state[0] - 1, 0x80, 0xBF) if state[0] > 1 else (0, 0, 0)
+        return _utf8_next(byte) if byte >= 0xC2 else (0, 0, 0)
+
+    def mask_(self, scores: torch.Tensor, states: Sequence[tuple[int, int, int]]) -> None:
+        """Set the scores of tokens a row may not take next to -inf, in place."""
+        if self._free_bad is None:
+            bad = [i for i, b in self.byte_of.items() if b not in _FREE_BYTES]
+            self._free_bad = torch.tensor(bad, dtype=torch.long, device=scores.device)
+        free = [row for row, state in enumerate(states) if not state[0]]
+        if free:
+            rows = torch.tensor(free, dtype=torch.long, device=scores.device)
+            scores[rows.unsqueeze(1), self._free_bad.unsqueeze(0)] = float("-inf")
+        for row, (need, low, high) in enumerate(states):
+            if not need:
+                continue
+            allowed = self._allowed.get((low, high))
+            if allowed is None:
+                allowed = torch.tensor([self.ids_of[b] for b in range(low, high + 1) if b in self.ids_of],
+                                       dtype=torch.long, device=scores.device)
+                self._allowed[(low, high)] = allowed
+            if not len(allowed):  # the vocabulary lacks these bytes: nothing can continue, leave the row
+                continue
+            keep = scores[row, allowed]
+            scores[row].fill_(float("-inf"))
+            scores[row, allowed] = keep
+
+    def complete_prefix(self, token_ids: list[int]) -> list[int]:
+        """`token_ids` without a trailing, unfinished multi-byte character."""
+        state, last_complete = (0, 0, 0), 0
+        for n, token in enumerate(token_ids, 1):
+            state = self.state_after(state, token)
+            if not state[0]:
+                last_complete = n
+        return token_ids[:last_complete]
+
+
+class Utf8LogitsProcessor:
+    """The same guard for transformers' ``model.generate`` (a LogitsProcessor): pass
+    ``logits_processor=LogitsProcessorList([Utf8LogitsProcessor.for_tokenizer(tokenizer)])``. The
+    state of each row is read from its ids (a prompt made from text never ends inside a character).
+    Trailing unfinished bytes at max_new_tokens are not dropped here: decode `complete_prefix`."""
+
+    def __init__(self, guard: Utf8Guard) -> None:
+        self.guard = guard
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any) -> Utf8LogitsProcessor:
+        return cls(Utf8Guard(tokenizer.get_vocab()))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        states = []
+        for row in input_ids.tolist():
+            state = (0, 0, 0)
+            for token in row:
+                state = self.guard.state_after(state, token)
+            states.append(state)
+        scores = scores.clone()
+        self.guard.mask_(scores, states)
+        return scores
+
+
 # ---- picking the next token -------------------------------------------------------------------------
 
 
-def _pick_tokens(logits: torch.Tensor, seqs: list[SequenceState]) -> tuple[torch.Tensor, list[float] | None]:
+def _pick_tokens(logits: torch.Tensor, seqs: list[SequenceState],
+                 guard: Utf8Guard | None = None) -> tuple[torch.Tensor, list[float] | None]:
     """Next token of each row (greedy argmax, or sampled with the row's own generator) and, when any
-    row asks, the model's log-probability of it."""
+    row asks, the model's log-probability of it (from the unmasked logits)."""
     logprobs = None
-    if all(s.params.greedy and s.params.repetition_penalty == 1 for s in seqs):
-        tokens = logits.argmax(-1)  # greedy needs no softmax
-    else:
+    scores = logits
+    if guard is not None:
         scores = logits.clone()
+        guard.mask_(scores, [s.utf8 for s in seqs])
+    if all(s.params.greedy and s.params.repetition_penalty == 1 for s in seqs):
+        tokens = scores.argmax(-1)  # greedy needs no softmax
+    else:
+        scores = scores.clone() if scores is logits else scores
         for row, seq in enumerate(seqs):
             penalty = seq.params.repetition_penalty
             if penalty != 1:

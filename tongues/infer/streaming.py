@@ -118,6 +118,14 @@ class TextStream:
             safe = max(self.emitted, min(safe, len(full) - _stop_prefix_length(full, self._stops)))
         return self._take(safe)
 
+    def drop_last(self, n: int) -> None:
+        """Forget the last `n` pushed tokens (an unfinished character's bytes, never shown)."""
+        if n <= 0 or self.stopped:
+            return
+        del self._ids[len(self._ids) - n:]
+        self._run_start = min(self._run_start, len(self._ids))
+        self._full = self._decode(self._ids)
+
     def finish(self) -> str:
         """Generation is over: return all text not shown yet."""
         return self._take(len(self._full))
