@@ -205,3 +205,83 @@ def test_compiled_run_with_chunked_loss_and_eager_attention_matches_eager_run(da
         runs[compiled] = [v for _, v in losses(out)]
     assert len(runs[True]) == 4
     assert runs[True] == pytest.approx(runs[False], rel=1e-3)
+
+
+# ---- best-validation export, early stopping, dropout ---------------------------------------------
+
+
+def _evals(run_dir):
+    import json
+
+    return [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+
+
+def _scripted_validation(monkeypatch, values):
+    """Validation losses in the order given (the run under test decides on them as on real ones)."""
+    calls = iter(values)
+
+    def evaluate(*args, **kwargs):
+        v = next(calls)
+        return {"val_loss": v, "val_bpb": v / 2}
+
+    monkeypatch.setattr(pt, "evaluate", evaluate)
+
+
+def test_export_best_keeps_the_lowest_validation_checkpoint(data, tmp_path, monkeypatch):
+    """Validation is best at step 4 and worse after: the exported model is step 4's, not the last
+    step's (export: best, the default); export: last exports the last."""
+    import torch
+    from safetensors.torch import load_file
+
+    tok, corpora = data
+    cfg = tiny_config(max_steps=12, eval_every=2, precision="fp32")
+    out = tmp_path / "best"
+    _scripted_validation(monkeypatch, [3.0, 2.0, 2.5, 2.6, 2.4, 2.7] * 2)
+    result = pt.pretrain(cfg, corpora, tok, out, seed=3)
+    evals = _evals(out)
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert best["step"] == 4 and evals[-1]["val_loss"] > best["val_loss"]
+    assert result["exported"] == "best" and result["best_step"] == best["step"]
+    assert result["val_loss"] == best["val_loss"]  # the reported validation is the exported model's
+    exported = load_file(out / "model" / "model.safetensors")
+    at_best = load_file(out / "checkpoints" / "best" / "model" / "model.safetensors")
+    last = load_file(ckpt.checkpoint_path(out / "checkpoints", 12) / "model" / "model.safetensors")
+    assert all(torch.equal(exported[k], at_best[k]) for k in exported)
+    assert any(not torch.equal(exported[k], last[k]) for k in exported)
+    last_run = pt.pretrain(cfg.model_copy(update={"export": "last"}), corpora, tok, tmp_path / "last", seed=3)
+    assert last_run["exported"] == "last" and last_run["val_loss"] == evals[-1]["val_loss"]
+
+
+def test_patience_stops_when_validation_stops_improving_and_stays_stopped(data, tmp_path, monkeypatch):
+    tok, corpora = data
+    cfg = tiny_config(max_steps=40, eval_every=2, precision="fp32", patience=2, checkpoint_every=100)
+    out = tmp_path / "run"
+    _scripted_validation(monkeypatch, [3.0, 2.0, 2.1, 1.9, 2.2, 2.3, 1.0, 0.5])
+    result = pt.pretrain(cfg, corpora, tok, out, seed=3)
+    evals = _evals(out)
+    best = min(range(len(evals)), key=lambda i: evals[i]["val_loss"])
+    assert result["steps"] < 40 and result["early_stopped_at"] == result["steps"] == evals[-1]["step"]
+    assert best == 3 and len(evals) == 6  # the best (step 8), then `patience` evaluations without a new best
+    assert result["status"] == "complete" and (out / "model" / "config.json").exists()
+    again = pt.pretrain(cfg, corpora, tok, out, seed=3)  # re-running a finished run trains no further
+    assert again["steps"] == result["steps"] and len(_evals(out)) == len(evals)
+
+
+def test_dropout_changes_training_not_the_model(data, tmp_path):
+    tok, corpora = data
+    plain = pt.pretrain(tiny_config(max_steps=4), corpora, tok, tmp_path / "plain", seed=7, export=False)
+    dropped = pt.pretrain(tiny_config(max_steps=4, dropout=0.3), corpora, tok, tmp_path / "drop", seed=7, export=False)
+    assert losses(tmp_path / "plain")[0] != losses(tmp_path / "drop")[0]  # active while training
+    assert plain["params"] == dropped["params"]
+    from transformers import LlamaConfig
+
+    model = pt.build_model(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=2), seed=0)
+    handles = pt.install_dropout(model, 0.5)
+    ids = __import__("torch").randint(0, 64, (2, 8))
+    model.eval()
+    a, b = model(input_ids=ids).logits, model(input_ids=ids).logits
+    assert (a == b).all()  # off in eval mode: evaluation and export see the plain model
+    model.train()
+    assert not (model(input_ids=ids).logits == model(input_ids=ids).logits).all()
+    assert len(handles) == 3  # embeddings, attention and MLP of the one layer

@@ -10,6 +10,8 @@ One checkpoint is a directory ``ROOT/step-00000100/``::
 
 It is first written as ``ROOT/.step-00000100.tmp`` and renamed when complete; a directory without
 trainer_state.json, or a temporary one, is never loaded. The last `keep` checkpoints are kept.
+``ROOT/best/`` holds the weights (``model/``) and trainer state of the step with the lowest
+validation loss so far, written the same way; it is exported, never resumed from.
 Works for one process, DDP, FSDP (full state dicts gathered on rank 0) and DeepSpeed (its engine
 writes its own optimizer shards under ``deepspeed/``).
 """
@@ -60,8 +62,12 @@ def remove_partial(root: str | Path) -> None:
     """Delete temporaries left by a write that was killed (they are never loaded anyway)."""
     root = Path(root)
     if root.is_dir():
-        for p in root.glob(".step-*.tmp"):
+        for p in [*root.glob(".step-*.tmp"), *root.glob(f".{BEST}.tmp")]:
             shutil.rmtree(p, ignore_errors=True)
+        old = root / f".{BEST}.old"
+        if old.exists() and not (root / BEST).exists():  # killed between the two renames
+            os.replace(old, root / BEST)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def rng_state() -> dict[str, Any]:
@@ -142,6 +148,40 @@ def save_checkpoint(
         os.replace(tmp, final)
         for old in list_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+BEST = "best"
+
+
+def best_checkpoint(root: str | Path) -> Path | None:
+    path = Path(root) / BEST
+    return path if (path / STATE).exists() else None
+
+
+def save_weights(accelerator: Any, model: Any, root: str | Path, name: str, state: dict[str, Any]) -> Path:
+    """Write only the weights and `state` as ``root/name`` (all processes call this), atomically."""
+    root = Path(root)
+    final, tmp = root / name, root / f".{name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    weights = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=weights)
+        finally:
+            hf_logging.enable_progress_bar()
+        write_json(tmp / STATE, state)
+        old = root / f".{name}.old"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 

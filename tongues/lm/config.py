@@ -27,6 +27,9 @@ class PretrainConfig(StrictModel):
     warmup_steps: int = Field(20, ge=0)
     schedule: Literal["cosine", "wsd"] = "cosine"
     weight_decay: float = Field(0.1, ge=0)
+    # residual dropout while training (GPT-2's resid_pdrop): on each attention and MLP output and the
+    # embeddings; regularizes many epochs over little data. The exported model is unchanged.
+    dropout: float = Field(0.0, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
     decay_fraction: float = Field(0.2, gt=0, le=1)  # wsd: share of the steps spent decaying
     max_steps: int | None = Field(None, gt=0)
@@ -40,6 +43,10 @@ class PretrainConfig(StrictModel):
     fused_loss: bool = True
     loss_chunk_tokens: int | None = Field(None, gt=0)
     eval_every: int = Field(50, gt=0)
+    # export the checkpoint with the lowest validation loss (best) or the last step's (last)
+    export: Literal["best", "last"] = "best"
+    # stop when this many evaluations in a row bring no lower validation loss (None: train to the end)
+    patience: int | None = Field(None, ge=1)
     checkpoint_every: int = Field(100, gt=0)
     keep_checkpoints: int = Field(2, ge=1)
     eval_tokens: int = Field(65536, gt=0)  # validation tokens per corpus (whole documents)

@@ -124,19 +124,19 @@ def _read_stats(prepared_dir: str | None) -> dict[str, Any]:
     return json.loads((Path(prepared_dir) / "stats.json").read_text(encoding="utf-8"))
 
 
+SAMPLING = {"temperature": 0.8, "top_p": 0.95, "seed": 0}  # the sampled demo generations
+
+
 def sample_generations(model_dir: str | Path, prompts: list[str], max_new_tokens: int = 30) -> list[dict[str, str]]:
-    """Greedy continuations of `prompts` by the exported model (loaded as any transformers user would)."""
+    """Greedy and sampled (SAMPLING) continuations of `prompts` by the exported model, through
+    `tongues.load` (valid UTF-8 text always)."""
     if not prompts:
         return []
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tongues.infer.generate import load
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    out = []
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
-            out.append({"prompt": prompt, "completion": tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)})
-    return out
+    lm = load(model_dir, device="cpu")
+    greedy = lm.generate(prompts, max_new_tokens=max_new_tokens, temperature=0)
+    sampled = lm.generate(prompts, max_new_tokens=max_new_tokens, **SAMPLING)
+    setting = ", ".join(f"{k} {v}" for k, v in SAMPLING.items())
+    return [{"prompt": p, "completion": g, "sampled": s_, "sampling": setting}
+            for p, g, s_ in zip(prompts, greedy, sampled, strict=True)]

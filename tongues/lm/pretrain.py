@@ -40,7 +40,7 @@ from tongues.lm.lr_schedule import lr_at
 from tongues.lm.metrics_log import MetricsLog, steady_throughput
 from tongues.lm.packing import EvalSet, PackedMixture, document_positions, eval_set, micro_batch
 from tongues.manifest import write_json
-from tongues.plan.flops import fast_bf16, flops_per_token, peak_flops
+from tongues.plan.flops import fast_bf16, flops_per_token, mfu_text, peak_flops
 from tongues.plan.memory import default_chunk
 
 PAD_ID, BOS_ID, EOS_ID, IM_END_ID = 0, 2, 3, 5
@@ -97,6 +97,25 @@ def build_model(config: Any, seed: int) -> torch.nn.Module:
         bos_token_id=BOS_ID, eos_token_id=[EOS_ID, IM_END_ID], pad_token_id=PAD_ID, do_sample=False
     )
     return model
+
+
+def install_dropout(model: torch.nn.Module, p: float) -> list[Any]:
+    """Residual dropout while training: forward hooks on the embeddings and on every decoder layer's
+    attention and MLP outputs (before they join the residual stream), active only in train mode.
+    Hooks leave the parameters and the exported model as they are. Returns the hook handles."""
+    if p <= 0:
+        return []
+
+    def drop(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], p, True), *output[1:])
+        return F.dropout(output, p, True)
+
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    modules = [body.embed_tokens] + [m for layer in body.layers for m in (layer.self_attn, layer.mlp)]
+    return [m.register_forward_hook(drop) for m in modules]
 
 
 def attention_kernel(cfg: PretrainConfig, device: torch.device) -> str:
@@ -237,7 +256,8 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
               plan_stats: dict[str, Any] | None) -> dict[str, Any]:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import GradientAccumulationPlugin, broadcast_object_list
-    from tqdm.auto import tqdm
+
+    from tongues.progress import progress_bar as tqdm
 
     # --- data: token shards of every corpus, checked against the tokenizer --------------------
     metas = {name: check_tokenizer(d, tokenizer_dir) for name, (d, _) in data.items()}
@@ -294,6 +314,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     model_cfg = model_config(cfg, vocab_size, plan_dir)
     model = build_model(model_cfg, seed)
     model.set_attn_implementation(attention_kernel(cfg, accelerator.device))
+    install_dropout(model, cfg.dropout)
     fused = cfg.fused_loss
     if fused:  # before the wrappers (DDP, FSDP, compile), which then see the loss inside the forward
         install_chunked_loss(model, cfg.loss_chunk_tokens or default_chunk(accelerator.device, vocab_size))
@@ -306,9 +327,13 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     optimizer = make_optimizer(model, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     step, skipped, bad_run, ema = 0, 0, 0, None
+    best = {"val_loss": None, "step": None, "since": 0}  # the lowest validation loss so far, for export/patience
+    early = False  # stopped by `patience`: the run is over
     if resume is not None:
         saved = ckpt.load_training_state(resume, accelerator, model, optimizer)
         step, skipped, bad_run, ema = saved["step"], saved["skipped"], saved["bad_in_a_row"], saved["loss_ema"]
+        best = saved.get("best", best)
+        early = bool(saved.get("early_stopped"))
     log = MetricsLog(out_dir, main, cfg.tensorboard, step)
     tokens_per_step = global_batch * cfg.seq_len
     fpt = flops_per_token(model_cfg, cfg.seq_len)
@@ -321,7 +346,8 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
 
     def save(at: int) -> Path:
         extra = {"skipped": skipped, "bad_in_a_row": bad_run, "loss_ema": ema, "run_key": run_key,
-                 "total_steps": steps, "tokens": at * tokens_per_step, "samples": at * global_batch}
+                 "total_steps": steps, "tokens": at * tokens_per_step, "samples": at * global_batch,
+                 "best": best, "early_stopped": early}
         return ckpt.save_checkpoint(accelerator, model, optimizer, ckpt_root, at, extra, cfg.keep_checkpoints)
 
     # --- the loop -----------------------------------------------------------------------------
@@ -331,7 +357,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     pin = accelerator.device.type == "cuda"  # pinned host memory makes the copy to the GPU asynchronous
     model.train()
     with stop_signals(accelerator):
-        while step < steps:
+        while step < steps and not early:
             lr = lr_at(step, lr=cfg.lr, total_steps=steps, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
                        min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
             for group in optimizer.param_groups:
@@ -373,7 +399,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                 record.update(tokens_per_s=tps, mfu=tps * fpt / (peak * world) if peak else None)
                 t_log, tokens_since = time.perf_counter(), 0
                 bar.set_postfix(loss=f"{loss_val:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
-                                mfu=f"{record['mfu']:.0%}" if record["mfu"] else "-", skipped=skipped)
+                                mfu=mfu_text(record["mfu"]), skipped=skipped, refresh=False)
             log.write("train", record, ("loss", "lr", "grad_norm", "tokens_per_s", "mfu"))
             bar.update(1)
             if bad_run >= cfg.max_bad_steps:
@@ -388,9 +414,22 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                 if last_eval and main:
                     log.write("eval", {"step": step, **last_eval}, ("val_loss", "val_bpb"))
                     bar.write(f"step {step}: val loss {last_eval['val_loss']:.4f}, {last_eval['val_bpb']:.4f} bits/byte")
+                if last_eval:  # the same numbers on every process (reduced), so every process decides alike
+                    if best["val_loss"] is None or last_eval["val_loss"] < best["val_loss"]:
+                        best = {"val_loss": last_eval["val_loss"], "step": step, "since": 0}
+                        if cfg.export == "best":
+                            ckpt.save_weights(accelerator, model, ckpt_root, ckpt.BEST, {
+                                "step": step, "val_loss": last_eval["val_loss"], "val_bpb": last_eval["val_bpb"],
+                                "tokens": step * tokens_per_step, "skipped": skipped})
+                    else:
+                        best["since"] += 1
+                    early = cfg.patience is not None and best["since"] >= cfg.patience and step < steps
             interrupted = accelerator.check_trigger()
-            if step % cfg.checkpoint_every == 0 or step == steps or interrupted or step == stop_after:
+            if step % cfg.checkpoint_every == 0 or step == steps or interrupted or step == stop_after or early:
                 save(step)
+            if early and main:
+                bar.write(f"step {step}: stopping early, validation loss has not improved for {best['since']} "
+                          f"evaluations (best {best['val_loss']:.4f} at step {best['step']})")
             if interrupted:
                 bar.close()
                 log.close()
@@ -405,20 +444,33 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         last_eval = evals[-1] if evals else None
         loss_val = json.loads((out_dir / "train.jsonl").read_text().splitlines()[-1])["loss"]
     last_ckpt = ckpt.checkpoint_path(ckpt_root, step)
+    best_ckpt = ckpt.best_checkpoint(ckpt_root) if cfg.export == "best" else None
     result: dict[str, Any] = {
         "status": status, "steps": step, "total_steps": steps, "final_loss": loss_val, "skipped_steps": skipped,
         "tokens": step * tokens_per_step, "params": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
         "checkpoint": str(last_ckpt), "processes": world,
         "epochs": dict(zip(data, (round(e, 3) for e in mixture.epochs_at(step * global_batch)), strict=True)),
     }
+    if early:
+        result["early_stopped_at"] = step
+    if best["step"] is not None:
+        result.update(best_step=best["step"], best_val_loss=best["val_loss"])
     if last_eval:
         result.update(val_loss=last_eval["val_loss"], val_bpb=last_eval["val_bpb"],
                       val={k: v for k, v in last_eval.items() if isinstance(v, dict)})
+    export_from = best_ckpt or last_ckpt
+    result["exported"] = "best" if best_ckpt else "last"
+    if best_ckpt and main and (out_dir / "eval.jsonl").exists():  # report the exported step's validation
+        chosen = [json.loads(line) for line in (out_dir / "eval.jsonl").read_text().splitlines() if line]
+        chosen = [r for r in chosen if r["step"] == best["step"]]
+        if chosen:
+            result.update(val_loss=chosen[-1]["val_loss"], val_bpb=chosen[-1]["val_bpb"],
+                          val={k: v for k, v in chosen[-1].items() if isinstance(v, dict)})
     result.update(steady_throughput(out_dir / "train.jsonl", fpt, peak, world) if main else {})
     if status == "complete" and export and main:
         from tongues.lm.export import export_model
 
-        export_model(last_ckpt, out_dir / "model", tokenizer_dir, run_dir=out_dir,
+        export_model(export_from, out_dir / "model", tokenizer_dir, run_dir=out_dir,
                      prepared_dirs=[m.get("prepared_dir") for m in metas.values()], plan=plan_stats, metrics=result)
         result["model_dir"] = str(out_dir / "model")
     accelerator.wait_for_everyone()

@@ -79,9 +79,8 @@ def run_sweep(
     tokenizer_dir: str | Path, *, seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Train every run with the pretraining loop; returns the records written to runs.jsonl."""
-    from tqdm import tqdm
-
     from tongues.lm.pretrain import pretrain
+    from tongues.progress import progress_bar as tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
