@@ -158,6 +158,8 @@ def test_cli_errors_exit_2_with_one_line(capsys, tmp_path):
     bad.write_text(json.dumps({"E": 1.7, "A": 400, "B": 400, "alpha": 0.3}))
     cases = [
         (["plan", "--flops=-1e20"], "--flops must be a positive number"),
+        (["plan", "--flops", "-1e21"], "--flops must be a positive number"),  # not read as an option
+        (["plan", "--params", "-1.2B"], "--params must be a positive number"),
         (["plan", "--flops", "0"], "--flops must be a positive number"),
         (["plan", "--flops", "1e20", "--params", "1B"], "give one budget"),
         (["plan", "--gpus", "8", "--gpu", "z100", "--hours", "10"], "unknown GPU 'z100'"),
@@ -246,3 +248,48 @@ def test_unknown_cuda_device_has_no_peak():
     from tongues.plan.hardware import gpu_for_device_name
 
     assert gpu_for_device_name("NVIDIA Quadro P400") is None
+
+
+def test_a_law_far_below_its_fitted_runs_is_flagged_as_an_extrapolation(capsys, tmp_path):
+    """The demo's budget (1e12 FLOPs, 16K unique tokens) is 1000x below Chinchilla's smallest run and
+    predicts a loss above ln V: flagged in the JSON, plan.md and the warnings, not a bare number."""
+    from tongues.plan.scaling import CHINCHILLA, extrapolation
+
+    p = plan(flops=1e12, unique_tokens=16_000, vocab_size=2048, seq_len=128)
+    assert p.extrapolated and p.predicted_loss > math.log(2048)
+    assert any("below the smallest fitted run" in r for r in p.extrapolation)
+    assert any("above ln V" in r for r in p.extrapolation)
+    assert p.to_dict()["extrapolated"] is True and any("extrapolation" in w for w in p.warnings)
+    assert "extrapolated:" in p.to_markdown()
+    assert not plan(flops=1e21, vocab_size=32000).extrapolated  # inside the fitted range: a forecast
+    assert extrapolation(CHINCHILLA, 1e9, 2e10, 2.5, 32000) == []
+    assert extrapolation(CHINCHILLA, 1e15, 2e10) and extrapolation(CHINCHILLA, 1e9, 1e7)
+
+
+def test_a_fitted_law_records_the_range_of_its_runs(tmp_path):
+    from tongues.plan.scaling import load_fitted_law
+
+    law = tmp_path / "law.json"
+    law.write_text(json.dumps({"E": 1.0, "A": 50.0, "B": 50.0, "alpha": 0.3, "beta": 0.3,
+                               "fitted_on": {"params": [1e5, 1e6], "tokens": [1e6, 1e7]}}))
+    fitted = load_fitted_law(law)
+    assert fitted.fitted_on == ((1e5, 1e6), (1e6, 1e7))
+    assert plan(params=5e5, law=f"fitted:{law}", vocab_size=2048, seq_len=128).extrapolated is False
+    assert plan(params=5e3, law=f"fitted:{law}", vocab_size=256, seq_len=64).extrapolated is True
+
+
+def test_cpu_peak_is_per_core_best_times_threads_and_mfu_never_shows_above_100():
+    import torch
+
+    from tongues.plan.flops import cpu_peak_flops, measure_matmul_peak, mfu_text
+
+    threads = torch.get_num_threads()
+    peak = cpu_peak_flops(torch.float32, size=128, seconds=0.01, repeats=3)
+    assert torch.get_num_threads() == threads  # restored
+    torch.set_num_threads(1)
+    try:
+        one = measure_matmul_peak(torch.float32, size=128, seconds=0.01)
+    finally:
+        torch.set_num_threads(threads)
+    assert peak >= 0.5 * one * threads  # the best of several runs, scaled by the threads
+    assert mfu_text(None) == "-" and mfu_text(1.47) == "100%" and mfu_text(0.42) == "42%"

@@ -280,8 +280,10 @@ class ScalingFit:
 
     def law(self) -> ParametricLaw:
         c = self.constants
+        p = self.points
         return ParametricLaw(self.name, c["E"], c["A"], c["B"], c["alpha"], c["beta"], param_count=TOTAL, unit=self.unit,
-                             source="fitted with tongues scaling fit")
+                             source="fitted with tongues scaling fit",
+                             fitted_on=((min(p["params"]), max(p["params"])), (min(p["tokens"]), max(p["tokens"]))))
 
     def law_json(self) -> dict[str, Any]:
         """The file `tongues plan --law fitted:PATH` reads."""
@@ -301,6 +303,8 @@ class ScalingFit:
             "bootstrap": self.bootstrap,
             "huber_objective": self.objective,
             "n_runs": self.n_runs,
+            "fitted_on": {"params": [min(self.points["params"]), max(self.points["params"])],
+                          "tokens": [min(self.points["tokens"]), max(self.points["tokens"])]},
             "isoflop": self.isoflop,
         }
 

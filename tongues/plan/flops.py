@@ -23,7 +23,7 @@ def flops_per_token(config: Any, seq_len: int) -> float:
 
 
 def measure_matmul_peak(dtype: Any = None, size: int = 1024, seconds: float = 0.5) -> float:
-    """FLOP/s of a square matmul loop on the CPU (bf16 by default): the practical peak of this machine."""
+    """FLOP/s of a square matmul loop on the CPU (bf16 by default), at torch's current thread count."""
     import torch
 
     dtype = dtype or torch.bfloat16
@@ -35,6 +35,26 @@ def measure_matmul_peak(dtype: Any = None, size: int = 1024, seconds: float = 0.
         torch.mm(a, b)
         runs += 1
     return 2.0 * size**3 * runs / elapsed
+
+
+def cpu_peak_flops(dtype: Any = None, size: int = 512, seconds: float = 0.05, repeats: int = 5) -> float:
+    """This CPU's peak for MFU: the best of `repeats` short single-thread matmul loops, times the
+    threads torch trains with. One core measured at its best is not dragged down by other jobs on
+    the machine (a loaded all-core measurement was seen too low, giving MFU above 100%)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_core = max(measure_matmul_peak(dtype, size=size, seconds=seconds) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(threads)
+    return per_core * threads
+
+
+def mfu_text(mfu: float | None) -> str:
+    """MFU for a progress bar: '-' when the peak is unknown, never above 100%."""
+    return "-" if mfu is None else f"{min(mfu, 1.0):.0%}"
 
 
 def fast_bf16() -> bool:
@@ -64,5 +84,5 @@ def peak_flops(device: Any, dtype: Any = None, measure_cpu: bool = True) -> floa
         gpu = gpu_for_device_name(torch.cuda.get_device_name(device))
         return gpu.peak_flops if gpu else None
     if device.type == "cpu" and measure_cpu:
-        return measure_matmul_peak(dtype, size=512, seconds=0.2)
+        return cpu_peak_flops(dtype)
     return None

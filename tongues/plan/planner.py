@@ -20,7 +20,7 @@ from tongues.errors import TonguesError
 from tongues.manifest import atomic_path, write_json
 from tongues.plan.hardware import GPU, get_gpu
 from tongues.plan.memory import GIB, estimate_memory, max_micro_batch
-from tongues.plan.scaling import LAWS, TOTAL, DataConstrainedLaw, ScalingLaw, get_law
+from tongues.plan.scaling import LAWS, TOTAL, DataConstrainedLaw, ScalingLaw, extrapolation, get_law
 from tongues.plan.shapes import ModelShape, shape_for_params
 
 EPOCHS_FADE = 4.0  # Muennighoff et al.: up to ~4 epochs, repeated tokens are almost as good as new
@@ -62,6 +62,12 @@ class Plan:
     training: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # why predicted_loss is an extrapolation of the law (outside its fitted runs, or above ln V); [] if not
+    extrapolation: list[str] = field(default_factory=list)
+
+    @property
+    def extrapolated(self) -> bool:
+        return bool(self.extrapolation)
 
     @property
     def shape_params(self) -> int:
@@ -86,6 +92,8 @@ class Plan:
             "tokens_per_param": self.tokens_per_param,
             "epochs": self.epochs,
             "predicted_loss": self.predicted_loss,
+            "extrapolated": self.extrapolated,
+            "extrapolation": self.extrapolation,
             "loss_unit": self.loss_unit,
             "law": self.law,
             "law_description": self.law_description,
@@ -228,6 +236,10 @@ def plan(
             f"the model does not fit on one {memory['device']} even at micro-batch 1 with DDP; "
             "use FSDP and/or activation checkpointing (see memory)"
         )
+    extrapolated = extrapolation(scaling_law.parametric, n, d, alloc["predicted_loss"], vocab_size)
+    if extrapolated:
+        warnings.append(f"the predicted loss is an extrapolation of {scaling_law.name}, not a forecast: "
+                        + "; ".join(extrapolated))
     notes = [
         f"Published laws were fitted on English web text with other tokenizers; their absolute losses "
         f"({unit}) are not your language's. Fit your own with `tongues scaling fit`.",
@@ -255,12 +267,13 @@ def plan(
         compute_optimal=alloc["compute_optimal"],
         data_constrained=alloc["data_constrained"],
         shape=shape,
-        other_laws=[_law_summary(other, compute, unique_tokens) for name, other in LAWS.items() if name != scaling_law.name],
+        other_laws=[_law_summary(other, compute, unique_tokens, vocab_size) for name, other in LAWS.items() if name != scaling_law.name],
         cost=cost,
         memory=memory,
         training=training,
         warnings=warnings,
         notes=notes,
+        extrapolation=extrapolated,
     )
 
 
@@ -317,7 +330,7 @@ def _shape(params: float, vocab_size: int, seq_len: int, count: str, warnings: l
     return shape
 
 
-def _law_summary(law: ScalingLaw, compute: float, unique: float | None) -> dict[str, Any]:
+def _law_summary(law: ScalingLaw, compute: float, unique: float | None, vocab_size: int | None = None) -> dict[str, Any]:
     n, d = law.optimal(compute)
     out: dict[str, Any] = {"law": law.name, "params": n, "tokens": d, "tokens_per_param": d / n,
                            "predicted_loss": law.loss(n, d), "loss_unit": law.unit, "param_count": law.param_count,
@@ -327,6 +340,9 @@ def _law_summary(law: ScalingLaw, compute: float, unique: float | None) -> dict[
         nd, dd = constrained.optimal(6.0 * n * d, unique)
         out["data_constrained"] = {"params": nd, "tokens": dd, "epochs": dd / unique,
                                    "predicted_loss": constrained.loss(nd, dd, unique)}
+        n, d = nd, dd
+    final = out.get("data_constrained", out)["predicted_loss"]
+    out["extrapolated"] = bool(extrapolation(law.parametric, n, d, final, vocab_size))
     return out
 
 
@@ -443,6 +459,12 @@ def human(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+def _loss_text(loss: float, unit: str, extrapolated: bool) -> str:
+    if extrapolated:
+        return f"extrapolated: {loss:.3f} {unit} (outside the law's fitted range, see the warnings)"
+    return f"{loss:.3f} {unit}"
+
+
 def render_markdown(p: Plan) -> str:
     """The plan as Markdown tables (what `tongues plan` prints and plan.md holds)."""
     b = p.budget
@@ -467,19 +489,20 @@ def render_markdown(p: Plan) -> str:
         f"| tokens (D) | {human(p.tokens)} ({p.tokens:.4g}) |",
         f"| tokens per parameter | {p.tokens_per_param:.1f} |",
         f"| epochs | {'-' if p.epochs is None else f'{p.epochs:.2f} over {human(p.unique_tokens)} unique tokens'} |",
-        f"| predicted final loss | {p.predicted_loss:.3f} {p.loss_unit} |",
+        f"| predicted final loss | {_loss_text(p.predicted_loss, p.loss_unit, p.extrapolated)} |",
         "",
         "## Under every law",
         "",
         "| law | N_opt | D_opt | tok/param | loss | data-constrained N / D / epochs / loss |",
         "|---|---|---|---|---|---|",
     ]
-    rows = [{"law": p.law, **p.compute_optimal, "loss_unit": p.loss_unit, "data_constrained": p.data_constrained}]
+    rows = [{"law": p.law, **p.compute_optimal, "loss_unit": p.loss_unit, "data_constrained": p.data_constrained,
+             "extrapolated": p.extrapolated}]
     for r in rows + p.other_laws:
         dc = r.get("data_constrained")
         dc_text = (f"{human(dc['params'])} / {human(dc['tokens'])} / {dc['epochs']:.1f} / {dc['predicted_loss']:.3f}"
                    if dc else "-")
-        mark = " (chosen)" if r["law"] == p.law else ""
+        mark = (" (chosen)" if r["law"] == p.law else "") + (" (extrapolated)" if r.get("extrapolated") else "")
         lines.append(f"| {r['law']}{mark} | {human(r['params'])} | {human(r['tokens'])} | {r['tokens_per_param']:.1f} | "
                      f"{r['predicted_loss']:.3f} | {dc_text} |")
     if p.data_constrained:
@@ -604,6 +627,7 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         "params": p.params, "tokens": p.tokens, "flops": p.flops, "tokens_per_param": p.tokens_per_param,
         "epochs": p.epochs, "predicted_loss": p.predicted_loss, "loss_unit": p.loss_unit, "law": p.law,
         "shape_params": p.shape_params, "shape": p.shape.to_dict(), "warnings": p.warnings, "headline": p.headline(),
+        "extrapolated": p.extrapolated, "extrapolation": p.extrapolation,
     }
 
 

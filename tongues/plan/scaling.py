@@ -64,6 +64,8 @@ class ParametricLaw:
     unit: str = NATS
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # ((N_min, N_max), (D_min, D_max)) of the runs the law was fitted on; None when unknown
+    fitted_on: tuple[tuple[float, float], tuple[float, float]] | None = field(default=None, compare=False)
 
     @property
     def parametric(self) -> ParametricLaw:
@@ -112,7 +114,33 @@ class ParametricLaw:
             "name": self.name, "kind": "parametric", "E": self.E, "A": self.A, "B": self.B,
             "alpha": self.alpha, "beta": self.beta, "a": self.a, "b": self.b,
             "param_count": self.param_count, "unit": self.unit, "source": self.source,
+            "fitted_on": _range_dict(self.fitted_on),
         }
+
+
+def _range_dict(fitted_on: tuple[tuple[float, float], tuple[float, float]] | None) -> dict[str, list[float]] | None:
+    return None if fitted_on is None else {"params": list(fitted_on[0]), "tokens": list(fitted_on[1])}
+
+
+EXTRAPOLATION_FACTOR = 10.0  # N or D this many times outside the fitted runs' range: an extrapolation
+
+
+def extrapolation(law: ParametricLaw, params: float, tokens: float, loss: float | None = None,
+                  vocab_size: int | None = None) -> list[str]:
+    """Why the law's prediction at (N, D) is an extrapolation (empty when it is not): N or D more than
+    10× outside the range of the runs the law was fitted on, or a predicted loss (nats/token) above
+    ln V, which is worse than guessing uniformly over the vocabulary."""
+    reasons = []
+    if law.fitted_on is not None:
+        for value, (lo, hi), what in ((params, law.fitted_on[0], "N"), (tokens, law.fitted_on[1], "D")):
+            if value < lo / EXTRAPOLATION_FACTOR:
+                reasons.append(f"{what}={value:.3g} is {lo / value:.0f}× below the smallest fitted run ({lo:.3g})")
+            elif value > hi * EXTRAPOLATION_FACTOR:
+                reasons.append(f"{what}={value:.3g} is {value / hi:.0f}× above the largest fitted run ({hi:.3g})")
+    if loss is not None and vocab_size and law.unit == NATS and loss > math.log(vocab_size):
+        reasons.append(f"the predicted loss {loss:.2f} nats/token is above ln V = {math.log(vocab_size):.2f} "
+                       "(uniform guessing over the vocabulary)")
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -204,18 +232,27 @@ class ScalingLaw(Protocol):
 
 _HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models (arXiv:2203.15556)"
 
+# The runs behind each fit, as the papers state them: Chinchilla trained "over 400 language models
+# ranging from 70 million to over 16 billion parameters on 5 to 500 billion tokens" (the Epoch AI
+# replication refits the same runs); Muennighoff et al. trained models of 10M to 9B parameters on up
+# to 900B tokens (the smallest runs saw about 100M tokens).
+_CHINCHILLA_RUNS = ((70e6, 16e9), (5e9, 500e9))
+_MUENNIGHOFF_RUNS = ((10e6, 9e9), (100e6, 900e9))
+
 CHINCHILLA = ParametricLaw(
     "chinchilla", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
-    source=_HOFFMANN + ", approach 3 (Eq. 10)",
+    source=_HOFFMANN + ", approach 3 (Eq. 10)", fitted_on=_CHINCHILLA_RUNS,
 )
 EPOCH_2024 = ParametricLaw(
     "epoch2024", E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
     source="Besiroglu, Erdil, Barnett, You 2024, Chinchilla Scaling: A replication attempt (arXiv:2404.10102)",
+    fitted_on=_CHINCHILLA_RUNS,
 )
 MUENNIGHOFF_2023 = ParametricLaw(
     "muennighoff2023", E=math.exp(0.6254804), A=math.exp(6.255414), B=math.exp(7.3049974),
     alpha=0.3526596, beta=0.3526596,
     source="Muennighoff et al. 2023, Scaling Data-Constrained Language Models (arXiv:2305.16264), C4 fit",
+    fitted_on=_MUENNIGHOFF_RUNS,
 )
 CHINCHILLA_APPROACH1 = FrontierLaw(
     "chinchilla-approach1",
@@ -289,8 +326,14 @@ def load_fitted_law(path: str | Path) -> ParametricLaw:
         raise TonguesError(f"{path}: key 'unit' must be {NATS!r} or {BPB!r}, got {unit!r}")
     name = data.get("name") or f"fitted:{path}"
     extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "name", "param_count", "unit")}
+    fitted_on = None
+    ranges = data.get("fitted_on")
+    if isinstance(ranges, dict) and all(isinstance(ranges.get(k), list) and len(ranges[k]) == 2
+                                        for k in ("params", "tokens")):
+        fitted_on = (tuple(map(float, ranges["params"])), tuple(map(float, ranges["tokens"])))
     return ParametricLaw(
-        str(name), **values, param_count=param_count, unit=unit, source=f"fitted: {path}", extra=extra
+        str(name), **values, param_count=param_count, unit=unit, source=f"fitted: {path}", extra=extra,
+        fitted_on=fitted_on,
     )
 
 
