@@ -105,6 +105,20 @@ def test_invalid_utf8_is_reported_with_file_and_line(crafted: dict[str, Any]) ->
     assert f"{crafted['src']}:21: invalid UTF-8" in card
 
 
+def test_an_unreadable_line_is_named_even_when_every_document_is_filtered(tmp_path: Path, capsys) -> None:
+    """The only readable document is too short; the error names the unreadable line too (file:line)."""
+    from tongues.cli import main
+
+    src = tmp_path / "c.txt"
+    src.write_bytes("짧다\n".encode() + b"\xff\xfe not utf-8 at all\n")
+    with pytest.raises(DataError, match=r"too_short: 1.*1 unreadable line\(s\).*c\.txt:2: invalid UTF-8"):
+        prepare(config(str(src)), tmp_path / "o", progress=False)
+    good = "이것은 충분히 긴 한국어 문장입니다. 오늘은 날씨가 맑고 바람이 시원하다. "
+    src.write_bytes((good * 2 + "\n").encode() + b"\xff bad\n")
+    assert main(["data", "prepare", "--lang", "ko", str(src), "--out", str(tmp_path / "p"), "--no-progress"]) == 0
+    assert f"skipped {src}:2: invalid UTF-8 (byte 0)" in capsys.readouterr().out
+
+
 def test_card_numbers_equal_counts_recomputed_from_parquet(crafted: dict[str, Any]) -> None:
     out, stats = crafted["out"], crafted["stats"]
     card = (out / "data_card.md").read_text(encoding="utf-8")
@@ -258,6 +272,7 @@ def test_hub_source_is_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         return ({"content": d, "url": "x"} for d in corpus)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr("tongues.hub.hub_unreachable_reason", lambda: None)  # as if online
     metrics = prepare(config("hf:someone/korean-web:ko-2024@train[:1%]", text_field="content"), tmp_path / "o", progress=False)
     assert calls == [("someone/korean-web", "ko-2024", {"split": "train[:1%]", "streaming": True})]
     assert metrics["documents_kept"] == 12

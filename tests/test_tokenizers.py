@@ -470,6 +470,21 @@ def test_vocabulary_larger_than_the_text_supports_says_which_size_fits(corpus, t
     assert _sp(tmp_path / "ok").get_piece_size() == supported
 
 
+def test_a_failed_training_leaves_no_folder_behind(corpus, tmp_path):
+    out = tmp_path / "new" / "tok"  # neither folder exists yet
+    with pytest.raises(ConfigError):
+        train_tokenizer(resolve_sources([str(corpus["vi"])], ["vi"]), out, vocab_size=50_000,
+                        model_type="unigram", progress=False, log=None)
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError):
+        train_tokenizer(resolve_sources([str(corpus["vi"])], ["vi"]), kept, vocab_size=50_000,
+                        model_type="unigram", progress=False, log=None)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # a folder the user made stays, as it was
+
+
 def test_vocabulary_too_small_for_the_characters(corpus, tmp_path):
     with pytest.raises(ConfigError, match=r"too small .* use --vocab-size \d+ or more"):
         train_tokenizer(resolve_sources([str(corpus["ko"])], ["ko"]), tmp_path / "out", vocab_size=300,

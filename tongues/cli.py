@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Callable
 
@@ -35,7 +36,26 @@ Handler = Callable[[argparse.Namespace], "int | None"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows defaults that mean something: "(required)" for required options, nothing for None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return text + " (required)"
+        if action.default is None or action.default is argparse.SUPPRESS or action.default is False \
+                or action.default == [] or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+# argparse reads "-1e21" or "-1.2B" as an option unless it looks like a negative number; these do,
+# so `--flops -1e21` reaches the option's own check ("must be a positive number").
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?[KkMmBbGgTtQq]?$")
+
+
+def _accept_negative_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
+    return parser
 
 
 class Commands:
@@ -53,7 +73,7 @@ class Commands:
             name, help=help, description=description or help, formatter_class=_Formatter
         )
         parser.set_defaults(handler=handler)
-        return parser
+        return _accept_negative_numbers(parser)
 
     def _group(self, name: str) -> argparse._SubParsersAction:
         if name not in self._groups:
@@ -112,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tongues.progress import quiet_library_bars
+
+    quiet_library_bars()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

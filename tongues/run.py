@@ -267,19 +267,38 @@ def main_run(recipe_path: str, overrides: list[str], only: list[str], force: lis
         return 130
     print()
     print(summary_table(results))
+    for title, table in summary_sections(results).items():
+        print(f"\n{title}:\n{table}")
     samples = sample_lines(results)
     if samples:
-        print("\nSample generations (greedy):")
+        print("\nSample generations (greedy, then sampled):")
         print("\n".join(samples))
     return 0
+
+
+def summary_sections(results: list[StageResult]) -> dict[str, str]:
+    """Markdown tables that stages contribute rows to: a stage's metrics may hold
+    "summary": [{"table": TITLE, "columns": [...], "row": [...]}, ...]; rows of one title are joined."""
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    for r in results:
+        for part in r.metrics.get("summary", []) or []:
+            columns, rows = tables.setdefault(part["table"], (list(part["columns"]), []))
+            rows.append([str(v) for v in part["row"]])
+    return {title: "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                               *("| " + " | ".join(row) + " |" for row in rows)])
+            for title, (columns, rows) in tables.items()}
 
 
 def sample_lines(results: list[StageResult]) -> list[str]:
     """`[stage] prompt → completion` for every sample a stage reported (pretraining does)."""
     lines = []
+    def shown(raw: str) -> str:
+        return " ".join(raw.split()) or ("(only whitespace)" if raw else "(nothing: end of text at once)")
+
     for r in results:
         for sample in r.metrics.get("samples", []) or []:
-            raw = str(sample.get("completion", ""))
-            completion = " ".join(raw.split()) or ("(only whitespace)" if raw else "(nothing: end of text at once)")
-            lines.append(f"  [{r.name}] {sample.get('prompt', '')} → {completion}")
+            lines.append(f"  [{r.name}] {sample.get('prompt', '')} → {shown(str(sample.get('completion', '')))}")
+            if "sampled" in sample:
+                lines.append(f"  {' ' * (len(r.name) + 2)} sampled ({sample.get('sampling', '')}) → "
+                             f"{shown(str(sample['sampled']))}")
     return lines

@@ -136,6 +136,10 @@ def _handle_prepare(args: argparse.Namespace) -> int:
         f"duplicate rate {100 * metrics['duplicate_rate']:.1f}%; {metrics['pii_masked']:,} PII masked; "
         f"{metrics['unreadable_lines']:,} unreadable lines"
     )
+    for line in metrics["unreadable"]:
+        print(f"skipped {line}")
+    if metrics["unreadable_lines"] > len(metrics["unreadable"]):
+        print(f"skipped ... and {metrics['unreadable_lines'] - len(metrics['unreadable']):,} more (see the data card)")
     for warning in metrics["warnings"]:
         print(f"warning: {warning}")
     print(f"wrote {out / 'train'}, {out / 'validation'}, {out / 'stats.json'}, {out / 'data_card.md'}")

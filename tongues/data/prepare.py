@@ -312,7 +312,7 @@ def prepare(
     source, or when every document is filtered out; a previous corpus in `out_dir` is then
     left as it was.
     """
-    from tqdm.auto import tqdm
+    from tongues.progress import progress_bar as tqdm
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -421,8 +421,17 @@ def _check_not_empty(config: CorpusConfig, ledger: Ledger, log: ReadLog) -> None
         raise DataError(
             f"{where}: all {ledger.read.docs:,} documents were removed by the filters ({removed}); "
             f"check lang={config.lang!r}, min_chars={config.min_chars}, max_chars={config.max_chars}, "
-            f"min_script_share={config.min_script_share}"
+            f"min_script_share={config.min_script_share}" + _unreadable_note(log)
         )
+
+
+def _unreadable_note(log: ReadLog) -> str:
+    """'; also N unreadable line(s) skipped (first: file:line: reason)' or ''."""
+    if not log.count:
+        return ""
+    first = log.listed[0]
+    return (f"; also {log.count} unreadable line(s) skipped (first: {first['file']}:{first['line']}: "
+            f"{first['reason']})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,6 +548,8 @@ def metrics_of(stats: dict[str, Any]) -> dict[str, Any]:
         "duplicate_rate": stats["duplicates"]["rate"],
         "pii_masked": stats["pii"]["emails"] + stats["pii"]["phones"],
         "unreadable_lines": counts["unreadable_lines"],
+        # file:line: reason of the first skipped lines, so every report names them
+        "unreadable": [f"{u['file']}:{u['line']}: {u['reason']}" for u in stats["unreadable"]["listed"][:10]],
         "warnings": stats["warnings"],
         "seconds": stats["seconds"],
     }

@@ -133,6 +133,7 @@ def resolve_sources(config: CorpusConfig) -> list[SourceFile]:
     for src in config.sources:
         if src.startswith(HUB_PREFIX):
             parse_hub(src)
+            _require_hub(src)  # before any progress bar: offline, say so at once
             files.append(SourceFile(src, src[len(HUB_PREFIX) :], "hf"))
             continue
         if src.startswith(EMBEDDED_PREFIX):
@@ -351,10 +352,18 @@ def _read_parquet(sf: SourceFile, config: CorpusConfig, log: ReadLog) -> Iterato
             raise DataError(f"{sf.path}: not a readable parquet file ({_one_line(err)}, after row {row})") from None
 
 
+def _require_hub(source: str) -> None:
+    from tongues.hub import require_hub
+
+    require_hub(source, "pass local files instead (.txt, .jsonl or .parquet, e.g. a dataset saved with "
+                "datasets' to_parquet on a machine with network)")
+
+
 def _read_hub(sf: SourceFile, config: CorpusConfig, log: ReadLog) -> Iterator[tuple[str, int]]:
     import datasets
 
     name, subset, split = parse_hub(sf.source)
+    _require_hub(sf.source)
     try:
         # Streaming: rows arrive as they are downloaded; nothing is materialized on disk or in memory.
         dataset = datasets.load_dataset(name, subset, split=split, streaming=True)

@@ -164,7 +164,7 @@ def tokenize_corpus(
 
     The output directory is written atomically (a crash leaves no half-written directory).
     """
-    from tqdm.auto import tqdm
+    from tongues.progress import progress_bar as tqdm
 
     prepared_dir, tokenizer_dir, out_dir = Path(prepared_dir), Path(tokenizer_dir), Path(out_dir)
     stats = read_stats(prepared_dir)

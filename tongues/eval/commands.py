@@ -18,6 +18,39 @@ examples:
 """
 
 
+EXPORT_DESCRIPTION = """\
+Write tongues tasks as lm-evaluation-harness tasks: for each, tongues_<task>.yaml and the
+documents tongues scores (tongues_<task>.jsonl), so lm_eval computes bits_per_byte / acc on exactly
+the same items, with no tongues import:
+
+  tongues eval export-harness --tasks ko_heldout_bpb,ko_mc --out harness_tasks
+  lm_eval --model hf --model_args pretrained=runs/demo/pretrain-ko/model,dtype=float32 \\
+      --include_path harness_tasks --tasks tongues_ko_heldout_bpb,tongues_ko_mc --device cpu --batch_size 8
+(lm_eval comes with the `harness` extra: pip install "tongues[harness]".)
+"""
+
+
+def _handle_export_harness(args: argparse.Namespace) -> int:
+    from tongues.errors import ConfigError
+    from tongues.eval.documents import load_split
+    from tongues.eval.harness import export_task
+    from tongues.eval.registry import resolve_tasks
+
+    specs = resolve_tasks([t for t in ",".join(args.tasks).split(",") if t.strip()], args.include_path)
+    unsupported = [s.task for s in specs if s.kind not in ("bits_per_byte", "multiple_choice")]
+    if unsupported:
+        raise ConfigError(f"export-harness: {', '.join(unsupported)} cannot be exported (only bits_per_byte and "
+                          "multiple_choice tasks map onto lm-eval task types)")
+    names = []
+    for spec in specs:
+        docs = load_split(spec, args.split or spec.data.eval_split, args.data_dir)
+        names.append(export_task(spec, docs, args.out))
+        print(f"{names[-1]}: {len(docs)} documents -> {args.out}/{names[-1]}.yaml")
+    print(f"run: lm_eval --model hf --model_args pretrained=MODEL_DIR,dtype=float32 --include_path {args.out} "
+          f"--tasks {','.join(names)} --device cpu --batch_size 8")
+    return 0
+
+
 def register(commands: Any) -> None:
     p = commands.add("eval", "evaluate models on native-language tasks; bits per byte, accuracy, significance",
                      _handle_eval, description=DESCRIPTION)
@@ -48,6 +81,17 @@ def register(commands: Any) -> None:
                    help="weights' dtype for evaluation")
     p.add_argument("--list-tasks", action="store_true", help="list the known tasks and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub = p.add_subparsers(dest="eval_command", metavar="COMMAND", required=False)
+    h = sub.add_parser("export-harness", help="write tasks as lm-evaluation-harness task folders (YAML + documents)",
+                       description=EXPORT_DESCRIPTION, formatter_class=p.formatter_class)
+    h.set_defaults(handler=_handle_export_harness)
+    h.add_argument("--tasks", action="append", default=[], metavar="LIST", required=True,
+                   help="comma-separated bits_per_byte / multiple_choice tasks, families or globs, repeatable")
+    h.add_argument("--out", required=True, metavar="DIR", help="task folder for lm_eval --include_path")
+    h.add_argument("--split", default=None, help="export this split instead of each task's own")
+    h.add_argument("--data-dir", default=None, metavar="DIR", help="where task files find their local data")
+    h.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task YAML files")
 
 
 def _handle_eval(args: argparse.Namespace) -> int:

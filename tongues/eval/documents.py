@@ -70,8 +70,13 @@ def load_split(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
 
 
 def _load_hub(spec: TaskSpec, split: str, tried: list[str]) -> list[dict[str, Any]]:
+    from tongues.hub import require_hub
+
     hub = spec.data.hub
     assert hub is not None
+    local = "; ".join(tried)
+    require_hub(f"task {spec.task} ({spec.path}) data {hub.path}{'/' + hub.name if hub.name else ''}",
+                "pass --data-dir with the files the task names" + (f" ({local})" if local else ""))
     try:
         import datasets
 

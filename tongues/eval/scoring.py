@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from tongues.errors import TonguesError
+from tongues.progress import progress_bar as tqdm
 
 # Model types whose logits are exactly lm_head(final hidden state): the projection can be taken at
 # scored positions only. Others (logit soft-capping, scaling) go through the model's own forward.

@@ -55,11 +55,58 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         print(f"  {message}", flush=True)
 
     run = evaluate_models([model_dir], config, ctx.out_dir, names=[model], log=log)
+    add_trigram_floor(run, model, training_texts(Path(pretrain)), log)
     update_model_card(model_dir, model_card_section(run, model))
     metrics: dict[str, Any] = {task: outcome.metrics for task, outcome in run.outcomes[model].items()}
     metrics["ci95"] = run.intervals.get(model, {})
     metrics["headline"] = headline(run, model)
+    metrics["summary"] = [
+        {"table": "Held-out bits per byte (lower is better; ratio < 1 beats the character trigram)",
+         "columns": ["model", "task", "bits/byte", "char trigram", "ratio"],
+         "row": [model, name, f"{m['bits_per_byte']:.3f}", f"{m['trigram_bits_per_byte']:.3f}", f"{m['vs_trigram']:.2f}x"]}
+        for name, m in metrics.items() if isinstance(m, dict) and "trigram_bits_per_byte" in m
+    ]
     return metrics
+
+
+def training_texts(pretrain_dir: Path) -> dict[str, list[str]]:
+    """{language: documents} of the train splits a pretraining run used (from its run.json)."""
+    import json
+
+    from tongues.data.prepared import read_stats, read_texts
+
+    info_path = pretrain_dir / "run.json"
+    if not info_path.is_file():
+        return {}
+    texts: dict[str, list[str]] = {}
+    for corpus in json.loads(info_path.read_text(encoding="utf-8")).get("corpora", {}).values():
+        prepared = corpus.get("prepared_dir")
+        if not prepared or not (Path(prepared) / "stats.json").is_file():
+            continue
+        texts.setdefault(read_stats(prepared).get("lang"), []).extend(read_texts(prepared, "train"))
+    return texts
+
+
+def add_trigram_floor(run: Any, model: str, texts: dict[str, list[str]], log: Any = print) -> None:
+    """Beside each bits-per-byte result, the character trigram (`tongues.eval.ngram`) trained on the
+    model's own training text and scored on the same documents: `trigram_bits_per_byte` and
+    `vs_trigram` (the model's bits per byte over the trigram's; below 1 beats it)."""
+    from tongues.eval.ngram import CharNGram
+    from tongues.eval.task_kinds import bpb_texts
+
+    floors: dict[str, CharNGram] = {}
+    for task in run.tasks:
+        lang = task.spec.language
+        if task.spec.kind != "bits_per_byte" or not texts.get(lang):
+            continue
+        if lang not in floors:
+            floors[lang] = CharNGram.fit(texts[lang])
+        floor = floors[lang].bits_per_byte([t for _, t in bpb_texts(task)])
+        metrics = run.outcomes[model][task.spec.task].metrics
+        metrics["trigram_bits_per_byte"] = floor
+        metrics["vs_trigram"] = metrics["bits_per_byte"] / floor
+        log(f"{model} / {task.spec.task}: {metrics['bits_per_byte']:.4f} bits/byte, character trigram "
+            f"{floor:.4f} ({metrics['vs_trigram']:.2f}x)")
 
 
 def headline(run: Any, model: str) -> str:
@@ -73,5 +120,9 @@ def headline(run: Any, model: str) -> str:
         metric = HEADLINE[task.spec.kind][0]
         value = run.outcomes[model][task.spec.task].metrics.get(metric)
         label = f"{task.spec.language} bpb" if metric == "bits_per_byte" else f"{task.spec.task} {metric}"
-        parts.append(f"{label} {value:.3f}" if isinstance(value, float) else f"{label} –")
+        text = f"{label} {value:.3f}" if isinstance(value, float) else f"{label} –"
+        floor = run.outcomes[model][task.spec.task].metrics.get("trigram_bits_per_byte")
+        if metric == "bits_per_byte" and isinstance(value, float) and floor:
+            text += f" (trigram {floor:.3f}, {value / floor:.2f}x)"
+        parts.append(text)
     return ", ".join(parts)

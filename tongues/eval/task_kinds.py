@@ -95,9 +95,14 @@ def run_task(task: TaskInput, scorer: Scorer | None, model_dir: Path | None = No
     return tokenizer_parity(task, model_dir or (scorer.path if scorer else None))
 
 
-def bits_per_byte(task: TaskInput, scorer: Scorer) -> TaskOutcome:
+def bpb_texts(task: TaskInput) -> list[tuple[int, str]]:
+    """(item index, text) of a bits-per-byte task's non-empty documents, as they are scored."""
     kept = [(i, prompts.doc_reference(task.spec, d, task.where(i))[0]) for i, d in enumerate(task.docs)]
-    kept = [(i, t) for i, t in kept if t]
+    return [(i, t) for i, t in kept if t]
+
+
+def bits_per_byte(task: TaskInput, scorer: Scorer) -> TaskOutcome:
+    kept = bpb_texts(task)
     texts = [t for _, t in kept]
     scored = scorer.loglikelihood_rolling(texts, stride=task.stride, desc=task.spec.task)
     nll = np.array([-s for s, _ in scored])

@@ -80,6 +80,9 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
+    from tongues.hub import resolve_model_dir
+
+    args.model = str(resolve_model_dir(args.model))  # a missing path or an offline hub fails before torch loads
     from transformers.utils import logging as hf_logging
 
     from tongues.infer.generate import load
@@ -90,11 +93,18 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _handle_generate(args: argparse.Namespace) -> int:
     import json
+    import warnings
     from dataclasses import asdict
 
     lm = _load(args)
+    from tongues.infer.generate import EmptyPromptWarning
+
     options = _sampling(args)
     special = not args.no_special_tokens
+    if any(not p for p in args.prompts):
+        print(f"note: an empty prompt starts from the BOS token {lm.tokenizer.bos_token!r} alone "
+              "(unconditional text)", file=sys.stderr)
+        warnings.simplefilter("ignore", EmptyPromptWarning)
     if args.stream:
         if len(args.prompts) != 1:
             raise TonguesError("--stream takes one prompt")

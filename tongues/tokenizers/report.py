@@ -132,6 +132,11 @@ def load_tokenizer(path: str | Path) -> Any:
     """A Hugging Face tokenizer from a directory (never runs remote code)."""
     from transformers import AutoTokenizer
 
+    if not Path(path).exists():
+        from tongues.hub import require_hub
+
+        require_hub(f"tokenizer {str(path)!r} (not a local directory)", "pass a tokenizer directory "
+                    "(tokenizer.json, tokenizer_config.json)")
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as err:

@@ -56,7 +56,7 @@ def training_lines(document: str) -> Iterator[str]:
 
 def count_text(sources: list[TextSource], progress: bool = True) -> dict[str, LanguageCount]:
     """Characters and lines per language (first pass). Raises DataError if a language has none."""
-    from tqdm.auto import tqdm
+    from tongues.progress import progress_bar as tqdm
 
     counts: dict[str, LanguageCount] = {}
     for source in sources:
@@ -109,7 +109,7 @@ def write_training_text(
     The mix records, per language: characters and lines available, the sampling probability
     p_i, the rate (expected copies per line), and the characters, lines and share sampled.
     """
-    from tqdm.auto import tqdm
+    from tongues.progress import progress_bar as tqdm
 
     counts = count_text(sources, progress=progress)
     chars = {lang: c.chars for lang, c in counts.items()}

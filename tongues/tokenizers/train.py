@@ -110,6 +110,10 @@ def train_tokenizer(
         raise ConfigError(f"model type {model_type!r} is not supported (use unigram or bpe)")
     coverage = character_coverage if character_coverage is not None else character_coverage_for(langs)
     out_dir = Path(out_dir)
+    created = out_dir.resolve()  # a failed run leaves no folder it made itself: find the first it makes
+    while not created.parent.exists():
+        created = created.parent
+    created = None if created.exists() else created
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out_dir))
     try:
@@ -169,6 +173,10 @@ def train_tokenizer(
         for name in TOKENIZER_FILES:
             os.replace(staging / name, out_dir / name)
         write_json(out_dir / METADATA, metadata)  # last: its presence marks a complete directory
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote {out_dir} (sha256 of tokenizer.json {metadata['tokenizer_sha256'][:12]}, "
@@ -225,7 +233,7 @@ def _heartbeat(what: str, enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    from tqdm.auto import tqdm
+    from tongues.progress import progress_bar as tqdm
 
     done = threading.Event()
     bar = tqdm(desc=f"training {what}", bar_format="{desc}: {elapsed}", leave=False)
