@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tongues.plan.commands",
     "tongues.lm.commands",
     "tongues.infer.commands",
+    "tongues.instruct.commands",
     "tongues.eval.commands",
 )
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from tongues.data.config import CorpusConfig
 from tongues.errors import ConfigError
 from tongues.eval.config import EvalConfig
+from tongues.instruct.config import InstructConfig
 from tongues.lm.config import PretrainConfig
 from tongues.plan.config import PlanConfig
 from tongues.schema import StrictModel
@@ -31,6 +32,7 @@ class ModelConfig(StrictModel):
     plan: PlanConfig | None = None
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     eval: EvalConfig | None = None
+    instruct: InstructConfig | None = None
     sample_prompts: list[str] = Field(default_factory=list)
 
 

@@ -109,6 +109,31 @@ def build_stages(recipe: Recipe) -> list[Stage]:
                 Stage(f"eval-{name}", "eval", "tongues.eval.stage:run_stage", model.eval,
                       inputs=[f"pretrain-{name}"], extra={"model": name})
             )
+        stages += instruct_stages(name, model)
+    return stages
+
+
+def instruct_stages(name: str, model: Any) -> list[Stage]:
+    """sft -> reward -> dpo -> grpo of a model (those its recipe names), after its pretraining."""
+    cfg = model.instruct
+    if cfg is None:
+        return []
+    stages: list[Stage] = []
+    chat = f"pretrain-{name}"  # the latest chat-stage model: each chat stage starts from it
+    reward = None
+    for method in ("sft", "reward", "dpo", "grpo"):
+        settings = getattr(cfg, method)
+        if settings is None:
+            continue
+        stage = f"{method}-{name}"
+        inputs = [chat] + ([reward] if reward and method in ("dpo", "grpo") else [])
+        stages.append(Stage(stage, method, "tongues.instruct.stage:run_stage", settings, inputs=inputs,
+                            extra={"method": method, "model": name, "base_input": chat,
+                                   "reward_input": reward if method in ("dpo", "grpo") else None}))
+        if method == "reward":
+            reward = stage
+        else:
+            chat = stage
     return stages
 
 

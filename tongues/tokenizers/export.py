@@ -27,10 +27,18 @@ SPECIAL_IDS = {PAD: 0, UNK: 1, BOS: 2, EOS: 3, IM_START: 4, IM_END: 5} | {
 }
 
 # ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n" per turn; the generation prompt opens an
-# assistant turn. A model stops its turn with <|im_end|>.
+# assistant turn. A model stops its turn with <|im_end|>. An assistant turn's content and its
+# <|im_end|> sit inside {% generation %} markers: `return_assistant_tokens_mask` (TRL's
+# assistant_only_loss) then trains exactly the assistant tokens, the stop token included. The
+# markers render nothing: the text is the same as plain ChatML.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
