@@ -302,3 +302,21 @@ def test_recipe_stages_follow_pretraining_in_order(tmp_path):
                           "tokenizers": {"ko": {"corpora": ["ko"]}},
                           "models": {"ko": {"tokenizer": "ko", "corpora": {"ko": 1.0},
                                             "instruct": {"sft": {"data": ["embedded:ko"], "lora": {"rank": 4}}}}}}, "r.yaml")
+
+
+def test_eval_chat_task_answers_the_held_out_conversations(tmp_path):
+    from tongues.eval.documents import load_split
+    from tongues.eval.registry import embedded_tasks, resolve_tasks
+    from tongues.eval.scoring import Scorer
+    from tongues.eval.task_kinds import TaskInput, run_task
+    from tongues.instruct.data import in_heldout
+
+    spec = resolve_tasks(["ko_chat"])[0]
+    docs = load_split(spec, "test")
+    held = split_records(load_conversations(["embedded:ko"]))[1]
+    assert [d["id"] for d in docs] == [c.id for c in held] and all(in_heldout(d["id"]) for d in docs)
+    model = make_tiny_model(tmp_path / "m", context=1024)  # the tiny tokenizer spells Hangul in bytes: long prompts
+    outcome = run_task(TaskInput(spec, docs[:6]), Scorer.load(model, progress=False))
+    assert set(outcome.metrics) >= {"language_consistency", "language_consistency_mean", "chrf"}
+    assert 0 <= outcome.metrics["language_consistency"] <= 1 and len(outcome.records) == outcome.n_items
+    assert "ko_chat" not in embedded_tasks(["ko"]) and "ko_chat" in embedded_tasks(["ko"], chat=True)

@@ -37,10 +37,17 @@ def data_root(data_dir: str | Path | None = None) -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
+INSTRUCT = "instruct:"
+
+
 def file_path(entry: str, data_dir: Path | None) -> Path | None:
-    """Where a task's `files` entry points (None: a relative path and no data directory)."""
+    """Where a task's `files` entry points (None: a relative path and no data directory).
+    "embedded:ko/mc.jsonl" is under tongues/resources/eval, "instruct:ko/conversations.jsonl" under
+    tongues/resources/instruct."""
     if entry.startswith(EMBEDDED):
         return embedded_eval_dir() / entry[len(EMBEDDED):]
+    if entry.startswith(INSTRUCT):
+        return embedded_eval_dir().parent / "instruct" / entry[len(INSTRUCT):]
     path = Path(entry).expanduser()
     if path.is_absolute():
         return path
@@ -58,6 +65,10 @@ def load_split(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
             rows = read_rows(path, spec.data.format, spec.data.documents)
             if spec.data.fields:
                 rows = [_map_fields(spec, row, f"{path}:{i + 1}") for i, row in enumerate(rows)]
+            if spec.data.select == "heldout":
+                from tongues.instruct.data import in_heldout
+
+                rows = [r for r in rows if in_heldout(str(r.get("id", "")))]
             if not rows:
                 raise DataError(f"{path}: no documents in it (task {spec.task}, {spec.path})")
             return rows

@@ -20,12 +20,13 @@ from tongues.errors import ConfigError
 from tongues.schema import StrictModel, check_language
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-KINDS = ("bits_per_byte", "multiple_choice", "generation", "tokenizer_parity")
+KINDS = ("bits_per_byte", "multiple_choice", "generation", "chat", "tokenizer_parity")
 # The metric a report leads with, per kind, and whether higher is better.
 HEADLINE = {
     "bits_per_byte": ("bits_per_byte", False),
     "multiple_choice": ("acc", True),
     "generation": ("chrf", True),
+    "chat": ("language_consistency", True),
     "tokenizer_parity": ("bytes_per_token", True),
 }
 
@@ -55,6 +56,7 @@ class DataSpec(StrictModel):
     eval_split: str = "test"
     fewshot_split: str | None = None
     parallel: str | None = None  # tokenizer parity: English<TAB>text file, aligned, for the premium
+    select: Literal["all", "heldout"] = "all"  # heldout: the 20% of records the instruct stages hold out
 
     @model_validator(mode="after")
     def _has_a_source(self) -> DataSpec:
@@ -74,7 +76,7 @@ class TaskSpec(StrictModel):
     task: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$")
     language: str
     version: int = Field(ge=0)
-    kind: Literal["bits_per_byte", "multiple_choice", "generation", "tokenizer_parity"]
+    kind: Literal["bits_per_byte", "multiple_choice", "generation", "chat", "tokenizer_parity"]
     summary: str = Field(min_length=1)  # one line: what the task measures
     lm_eval_task: str | None = None  # the lm-evaluation-harness task whose prompt this one reproduces
     data: DataSpec
@@ -94,7 +96,7 @@ class TaskSpec(StrictModel):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> TaskSpec:
-        if self.doc_to_target is None and self.kind != "tokenizer_parity":
+        if self.doc_to_target is None and self.kind not in ("tokenizer_parity", "chat"):
             raise ValueError(f"a {self.kind} task needs doc_to_target "
                              f"({'the text to score' if self.kind == 'bits_per_byte' else 'the answer'})")
         if self.kind == "multiple_choice" and self.doc_to_choice is None:
@@ -189,10 +191,12 @@ def resolve_tasks(names: list[str], include: list[str | Path] | None = None) -> 
     return [load_task_file(files[n]) for n in chosen]
 
 
-def embedded_tasks(languages: list[str]) -> list[str]:
-    """The embedded task names of these languages that exist (e.g. ko_heldout_bpb, ko_mc, ko_gen)."""
+def embedded_tasks(languages: list[str], chat: bool = False) -> list[str]:
+    """The embedded task names of these languages that exist (e.g. ko_heldout_bpb, ko_mc, ko_gen);
+    the chat tasks (ko_chat) only with `chat` (they judge instruction-tuned models)."""
     files = task_files()
-    return [n for n, f in files.items() if f.parent.name == "embedded" and n.split("_")[0] in languages]
+    return [n for n, f in files.items() if f.parent.name == "embedded" and n.split("_")[0] in languages
+            and (chat or not n.endswith("_chat"))]
 
 
 def describe(spec: TaskSpec) -> dict[str, Any]:

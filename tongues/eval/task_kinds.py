@@ -92,6 +92,8 @@ def run_task(task: TaskInput, scorer: Scorer | None, model_dir: Path | None = No
         return multiple_choice(task, scorer)
     if kind == "generation":
         return generation(task, scorer)
+    if kind == "chat":
+        return chat(task, scorer)
     return tokenizer_parity(task, model_dir or (scorer.path if scorer else None))
 
 
@@ -191,6 +193,42 @@ def generation(task: TaskInput, scorer: Scorer) -> TaskOutcome:
                for i, (d, p, rs) in enumerate(zip(task.docs, preds, refs, strict=True))]
     items = {"exact_match": ItemScores(em), "chrf": ItemScores(chrf_items)}
     return TaskOutcome(spec.task, metrics, items, records, len(preds))
+
+
+def chat(task: TaskInput, scorer: Scorer) -> TaskOutcome:
+    """Held-out conversations: the model answers the prompt (all turns but the last) greedily with
+    its chat template; chrF against the last (assistant) turn and language consistency
+    (`tongues.langid`) of the answer in the conversation's answer_lang, else the prompt's language."""
+    import sacrebleu
+
+    from tongues.infer.generate import LanguageModel
+    from tongues.langid import language_consistency
+
+    spec = task.spec
+    for i, d in enumerate(task.docs):
+        messages = d.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 or messages[-1].get("role") != "assistant":
+            raise DataError(f"{task.where(i)}: a chat item needs 'messages' ending with an assistant turn")
+    lm = LanguageModel(scorer.model, scorer.tokenizer, scorer.path)
+    room = max(1, scorer.max_length - spec.generation.max_new_tokens)
+    keep = [i for i, d in enumerate(task.docs) if len(lm.encode(lm.render_chat(d["messages"][:-1]), False)) <= room]
+    if not keep:
+        raise DataError(f"task {spec.task}: no conversation fits the model's context with "
+                        f"{spec.generation.max_new_tokens} new tokens")
+    docs = [task.docs[i] for i in keep]
+    answers = lm.chat([d["messages"][:-1] for d in docs], max_new_tokens=spec.generation.max_new_tokens,
+                      temperature=0, batch_size=16)
+    refs = [d["messages"][-1]["content"] for d in docs]
+    shares = np.array([language_consistency(d["messages"][-2]["content"], a, d.get("answer_lang"))
+                       for d, a in zip(docs, answers, strict=True)])
+    chrf_items = np.array([sacrebleu.sentence_chrf(a, [r]).score for a, r in zip(answers, refs, strict=True)])
+    consistent = (shares >= 0.9).astype(float)
+    metrics = {"language_consistency": float(consistent.mean()), "language_consistency_mean": float(shares.mean()),
+               "chrf": float(sacrebleu.corpus_chrf(answers, [refs]).score), "items_fitting": len(docs)}
+    records = [{"id": d.get("id", i), "answer": a, "reference": r, "language_consistency": round(float(c), 4)}
+               for i, (d, a, r, c) in enumerate(zip(docs, answers, refs, shares, strict=True))]
+    items = {"language_consistency": ItemScores(consistent), "chrf": ItemScores(chrf_items)}
+    return TaskOutcome(spec.task, metrics, items, records, len(docs))
 
 
 def tokenizer_parity(task: TaskInput, model_dir: Path | None) -> TaskOutcome:
