@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tongues.lm.commands",
     "tongues.infer.commands",
     "tongues.instruct.commands",
+    "tongues.distill.commands",
     "tongues.eval.commands",
 )
 

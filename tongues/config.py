@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tongues.data.config import CorpusConfig
+from tongues.distill.config import StudentConfig
 from tongues.errors import ConfigError
 from tongues.eval.config import EvalConfig
 from tongues.instruct.config import InstructConfig
@@ -45,6 +46,7 @@ class Recipe(StrictModel):
     corpora: dict[str, CorpusConfig] = Field(min_length=1)
     tokenizers: dict[str, TokenizerConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    students: dict[str, StudentConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Recipe:
@@ -58,6 +60,11 @@ class Recipe(StrictModel):
             for corpus in model.corpora:
                 if corpus not in self.corpora:
                     raise _ref_error(f"models.{name}.corpora", corpus, self.corpora)
+        for name, student in self.students.items():
+            model = student.teacher.split(":", 1)[0]
+            looks_like_path = "/" in student.teacher or student.teacher.endswith(".gguf")
+            if not looks_like_path and model not in self.models:
+                raise _ref_error(f"students.{name}.teacher", model, self.models)
         return self
 
     @property

@@ -62,8 +62,12 @@ def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
 def quiet_library_bars() -> None:
     """Off-terminal, turn off the Hugging Face libraries' own bars (weights loading, downloads)."""
     if not interactive():
+        import warnings
+
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        # the libraries then warn whenever code toggles their bars: the variable already decided
+        warnings.filterwarnings("ignore", message=".*HF_HUB_DISABLE_PROGRESS_BARS.*")
 
 
 __all__ = ["interactive", "progress_bar", "quiet_library_bars"]

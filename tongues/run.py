@@ -110,6 +110,27 @@ def build_stages(recipe: Recipe) -> list[Stage]:
                       inputs=[f"pretrain-{name}"], extra={"model": name})
             )
         stages += instruct_stages(name, model)
+    stages += distill_stages(recipe, {s.name for s in stages})
+    return stages
+
+
+def distill_stages(recipe: Recipe, known: set[str]) -> list[Stage]:
+    """`distill-<name>` for every student, after its teacher's stage (and its tokenized corpora)."""
+    from tongues.distill.stage import teacher_stage
+
+    stages = []
+    for name, student in recipe.students.items():
+        teacher = teacher_stage(recipe, student.teacher)
+        if teacher is not None and teacher not in known:
+            from tongues.errors import ConfigError
+
+            raise ConfigError(f"students.{name}.teacher: {student.teacher!r} names stage {teacher}, which the "
+                              f"recipe does not have")
+        model = student.teacher.split(":", 1)[0]
+        tokens = f"tokenize-{model}" if teacher is not None and not student.data else None
+        inputs = [s for s in (teacher, tokens) if s]
+        stages.append(Stage(f"distill-{name}", "distill", "tongues.distill.stage:run_stage", student, inputs=inputs,
+                            extra={"teacher_input": teacher, "tokens_input": tokens}))
     return stages
 
 

@@ -186,13 +186,15 @@ def save_weights(accelerator: Any, model: Any, root: str | Path, name: str, stat
     return final
 
 
-def load_model_weights(path: str | Path, model: torch.nn.Module) -> None:
-    """Load checkpoint `path`'s safetensors into an unprepared model (before accelerator.prepare)."""
+def load_model_weights(path: str | Path, model: torch.nn.Module, subdir: str = "model") -> None:
+    """Load checkpoint `path`'s safetensors (in `subdir`; "" for a model directory itself) into an
+    unprepared model (before accelerator.prepare)."""
     from safetensors.torch import load_file
 
-    files = sorted((Path(path) / "model").glob("*.safetensors"))
+    where = Path(path) / subdir if subdir else Path(path)
+    files = sorted(where.glob("*.safetensors"))
     if not files:
-        raise DataError(f"{path}/model: no .safetensors weights in this checkpoint")
+        raise DataError(f"{where}: no .safetensors weights here")
     weights: dict[str, torch.Tensor] = {}
     for f in files:
         weights.update(load_file(f))
@@ -200,7 +202,7 @@ def load_model_weights(path: str | Path, model: torch.nn.Module) -> None:
     tied = set(getattr(model, "_tied_weights_keys", None) or ()) if model.config.tie_word_embeddings else set()
     if unexpected or set(missing) - tied:
         raise DataError(
-            f"{path}/model: weights do not match the model (missing {sorted(set(missing) - tied)[:5]}, "
+            f"{where}: weights do not match the model (missing {sorted(set(missing) - tied)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}): was the model shape changed since this checkpoint?"
         )
 

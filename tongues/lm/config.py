@@ -19,6 +19,7 @@ class PretrainConfig(StrictModel):
 
     model: dict[str, Any] | None = None  # LlamaConfig kwargs, e.g. {hidden_size: 256, num_hidden_layers: 4}
     model_config_file: str | None = None  # path of a Hugging Face LlamaConfig config.json
+    init_from: str | None = None  # a model directory (safetensors) whose weights start the run (e.g. a distillation student)
     seq_len: int = Field(256, ge=8)
     global_batch_tokens: int = Field(8192, gt=0)
     micro_batch_size: int = Field(8, gt=0)

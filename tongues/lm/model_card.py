@@ -109,12 +109,14 @@ def render(
                   "num_key_value_heads", "vocab_size", "max_position_embeddings", "tie_word_embeddings")
     lines += ["## Model", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {config[k]} |" for k in model_keys if k in config]
-    train_keys = ("steps", "tokens", "skipped_steps", "processes", "tokens_per_s", "mfu", "final_loss")
+    train_keys = ("device", "steps", "tokens", "skipped_steps", "processes", "tokens_per_s", "mfu", "final_loss",
+                  "best_step", "exported", "early_stopped_at")
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     for k in train_keys:
         if metrics.get(k) is not None:
             v = metrics[k]
-            shown = f"{v:.1%}" if k == "mfu" else f"{v:,.4g}" if isinstance(v, float) else f"{v:,}"
+            shown = (f"{v:.1%}" if k == "mfu" else f"{v:,.4g}" if isinstance(v, float)
+                     else f"{v:,}" if isinstance(v, int) else str(v))
             lines.append(f"| {k} | {shown} |")
     for k, v in (metrics.get("settings") or {}).items():
         lines.append(f"| {k} | {v} |")
@@ -125,8 +127,18 @@ def render(
         if rows:
             lines += ["| statistic | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
     if plan:
-        lines += ["## Plan (scaling laws)", "", "| quantity | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in _scalars(plan)]
+        lines += ["## Plan (scaling laws)", ""]
+        if plan.get("extrapolated"):
+            lines += ["**The predicted loss is an extrapolation, not a forecast:** "
+                      + "; ".join(plan.get("extrapolation") or []) + ".", ""]
+        memory = plan.get("memory") or {}
+        if memory.get("assumed_device"):  # the planner was given no device: its memory table is for another one
+            lines += [f"(The plan's memory figures assume a {memory.get('device')}, not the device this model was "
+                      f"trained on ({metrics.get('device', 'see Training')}); they are left out here.)", ""]
+            plan = {k: v for k, v in plan.items() if k != "memory"}
+        lines += ["| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in _scalars(plan)
+                  if not (k == "predicted_loss" and plan.get("extrapolated"))]
         lines.append("")
     lines += ["## Tokenizer", "", f"Vocabulary {tokenizer.get('vocab_size')}, tokenizer.json sha256 "
               f"`{tokenizer.get('sha256', '?')}`.", "", "## Usage", "", "```python",

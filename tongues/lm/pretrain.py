@@ -234,8 +234,13 @@ def pretrain(
     stop_after: int | None = None,
     export: bool = True,
     plan_stats: dict[str, Any] | None = None,
+    teacher: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a model on token directories `data` ({corpus: (dir, weight)}) into `out_dir`.
+
+    `teacher`: distill from cached teacher distributions — {"caches": {corpus: cache dir}
+    (`tongues.lm.teacher_cache`), "settings": KDSettings, "name": the teacher}; the loss becomes
+    `tongues.lm.distill_loss` (validation stays the student's own cross-entropy).
 
     Writes out_dir/checkpoints/, train.jsonl, eval.jsonl, tensorboard/ and, when the run completes
     and `export` is on, the Hugging Face model in out_dir/model. `stop_after=k` stops after step k
@@ -246,14 +251,14 @@ def pretrain(
         torch.set_num_threads(cfg.num_threads)
     try:
         return _pretrain(cfg, data, tokenizer_dir, Path(out_dir), seed, Path(plan_dir) if plan_dir else None,
-                         stop_after, export, plan_stats)
+                         stop_after, export, plan_stats, teacher)
     finally:
         torch.set_num_threads(threads)  # a library call must not leave the process's thread count changed
 
 
 def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], tokenizer_dir: str | Path,
               out_dir: Path, seed: int, plan_dir: Path | None, stop_after: int | None, export: bool,
-              plan_stats: dict[str, Any] | None) -> dict[str, Any]:
+              plan_stats: dict[str, Any] | None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import GradientAccumulationPlugin, broadcast_object_list
 
@@ -293,6 +298,10 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     run_key = {"seq_len": cfg.seq_len, "global_batch": global_batch, "seed": seed, "block": mixture.block,
                "corpora": {n: [m["tokenizer_sha256"], m["splits"]["train"]["tokens"], w]
                            for (n, (_, w)), m in zip(data.items(), metas.values(), strict=True)}}
+    caches = _teacher_caches(teacher, data, metas, mixture) if teacher else None
+    if caches:
+        run_key["teacher"] = {"caches": [c.meta.get("teacher_sha256") for c in caches],
+                              "settings": vars(teacher["settings"])}
     # --- resume: the main process picks the checkpoint (shared filesystems lag), all load it ---
     ckpt_root = out_dir / "checkpoints"
     found = [None]
@@ -315,9 +324,18 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     model = build_model(model_cfg, seed)
     model.set_attn_implementation(attention_kernel(cfg, accelerator.device))
     install_dropout(model, cfg.dropout)
-    fused = cfg.fused_loss
-    if fused:  # before the wrappers (DDP, FSDP, compile), which then see the loss inside the forward
-        install_chunked_loss(model, cfg.loss_chunk_tokens or default_chunk(accelerator.device, vocab_size))
+    if cfg.init_from and resume is None:
+        ckpt.load_model_weights(Path(cfg.init_from), model, subdir="")
+    fused, slot = cfg.fused_loss, None
+    chunk = cfg.loss_chunk_tokens or default_chunk(accelerator.device, vocab_size)
+    if caches:  # the distillation loss, chunked and checkpointed like the plain one
+        from dataclasses import replace
+
+        from tongues.lm.distill_loss import install_kd_loss
+
+        slot, fused = install_kd_loss(model, replace(teacher["settings"], chunk=chunk)), True
+    elif fused:  # before the wrappers (DDP, FSDP, compile), which then see the loss inside the forward
+        install_chunked_loss(model, chunk)
     if resume is not None:
         saved = ckpt.read_state(resume)
         if saved["run_key"] != run_key:
@@ -369,6 +387,11 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                                            world_size=world, size=micro)
                 batch = mixture.batch(first, count)
                 batch = (batch.pin_memory() if pin else batch).to(accelerator.device, non_blocking=True)
+                if slot is not None:
+                    from tongues.lm.teacher_cache import teacher_batch
+
+                    signal = teacher_batch(caches, [mixture.locate(i) for i in range(first, first + count)])
+                    slot.batch = tuple(t.to(accelerator.device, non_blocking=True) for t in signal)
                 inputs, targets = batch[:, :-1], batch[:, 1:]
                 with accelerator.accumulate(model):
                     loss = lm_loss(model, inputs, targets, cfg.doc_mask, fused)
@@ -410,6 +433,8 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                     f"were skipped. Last checkpoint: {last or 'none'}. Lower pretrain.lr or raise warmup_steps."
                 )
             if step % cfg.eval_every == 0 or step == steps:
+                if slot is not None:
+                    slot.batch = None  # validation is the student's own cross-entropy
                 last_eval = evaluate(model, evals, accelerator, micro, cfg.doc_mask, fused) if evals else None
                 if last_eval and main:
                     log.write("eval", {"step": step, **last_eval}, ("val_loss", "val_bpb"))
@@ -448,7 +473,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     result: dict[str, Any] = {
         "status": status, "steps": step, "total_steps": steps, "final_loss": loss_val, "skipped_steps": skipped,
         "tokens": step * tokens_per_step, "params": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-        "checkpoint": str(last_ckpt), "processes": world,
+        "checkpoint": str(last_ckpt), "processes": world, "device": accelerator.device.type,
         "epochs": dict(zip(data, (round(e, 3) for e in mixture.epochs_at(step * global_batch)), strict=True)),
     }
     if early:
@@ -475,6 +500,22 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         result["model_dir"] = str(out_dir / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _teacher_caches(teacher: dict[str, Any], data: dict[str, Any], metas: dict[str, Any], mixture: Any) -> list[Any]:
+    """The teacher caches of the mixture's corpora, in its order, checked against their windows."""
+    from tongues.lm.teacher_cache import TeacherCache, check_cache
+
+    missing = [n for n in data if n not in teacher["caches"]]
+    if missing:
+        raise ConfigError(f"distillation: no teacher cache for corpus {', '.join(missing)}")
+    caches = []
+    for i, name in enumerate(data):
+        cache = TeacherCache.open(teacher["caches"][name])
+        check_cache(cache, mixture.seq_len, mixture.windows[i], metas[name]["tokenizer_sha256"], name)
+        caches.append(cache)
+    teacher["settings"].check()
+    return caches
 
 
 def _reset_accelerate_singletons() -> None:
