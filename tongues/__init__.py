@@ -5,6 +5,8 @@ Public API (kept small; heavy imports happen on first use):
 - ``tongues.load(path)`` -> a model you can ``generate()`` and ``chat()`` with
 - ``tongues.plan(...)`` -> a Chinchilla-style plan for a compute budget
 - ``tongues.load_recipe(path)`` / ``tongues.run_recipe(recipe)``
+- ``tongues.load_encoder(path)`` -> a prompt encoder (``encode`` -> diffusers prompt_embeds, ``embed``)
+- ``tongues.imagine(prompt, encoder=..., pipeline=..., out=...)`` -> an image from a national-language prompt
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _LAZY = {
     "load_recipe": "tongues.config:load_recipe",
     "run_recipe": "tongues.run:run_recipe",
     "prepare": "tongues.data.prepare:prepare",
+    "load_encoder": "tongues.distill.encoder:load_encoder",
+    "imagine": "tongues.distill.imagine:imagine",
 }
 
 

@@ -32,6 +32,7 @@ GROUP_HELP = {
     "tokenizer": "train SentencePiece tokenizers for a script and compare tokenizers",
     "scaling": "fit your language's own scaling law from a sweep of small runs",
     "launch": "write launch scripts for clusters (Slurm)",
+    "encoder": "prompt encoders for image pipelines: distil into a frozen CLIP space, evaluate retrieval",
 }
 
 Handler = Callable[[argparse.Namespace], "int | None"]

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tongues.data.config import CorpusConfig
-from tongues.distill.config import StudentConfig
+from tongues.distill.config import EncoderStageConfig, StudentConfig
 from tongues.errors import ConfigError
 from tongues.eval.config import EvalConfig
 from tongues.instruct.config import InstructConfig
@@ -47,6 +47,7 @@ class Recipe(StrictModel):
     tokenizers: dict[str, TokenizerConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     students: dict[str, StudentConfig] = Field(default_factory=dict)
+    encoders: dict[str, EncoderStageConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Recipe:
@@ -65,6 +66,9 @@ class Recipe(StrictModel):
             looks_like_path = "/" in student.teacher or student.teacher.endswith(".gguf")
             if not looks_like_path and model not in self.models:
                 raise _ref_error(f"students.{name}.teacher", model, self.models)
+        for name, enc in self.encoders.items():
+            if "/" not in enc.student and enc.student not in self.models:
+                raise _ref_error(f"encoders.{name}.student", enc.student, self.models)
         return self
 
     @property

@@ -111,6 +111,10 @@ def build_stages(recipe: Recipe) -> list[Stage]:
             )
         stages += instruct_stages(name, model)
     stages += distill_stages(recipe, {s.name for s in stages})
+    for name, enc in recipe.encoders.items():
+        student = f"pretrain-{enc.student}" if enc.student in recipe.models else None
+        stages.append(Stage(f"encoder-{name}", "encoder", "tongues.distill.stage:run_encoder_stage", enc,
+                            inputs=[student] if student else [], extra={"student_input": student}))
     return stages
 
 

@@ -26,6 +26,7 @@ examples:
 
 
 def register(commands: Any) -> None:
+    register_encoder(commands)
     p = commands.add("distill", "distill a teacher into a smaller student (cached logits, sequence, on-policy, GOLD)",
                      _handle)
     p.epilog = EPILOG
@@ -61,4 +62,89 @@ def _handle(args: argparse.Namespace) -> int:
                      seed=args.seed, scratch=not args.no_scratch)
     distill(job)
     print(f"wrote {args.out}/report.md, {args.out}/student/model")
+    return 0
+
+
+ENCODER_EPILOG = """\
+examples:
+  tongues encoder distill --teacher openai/clip-vit-large-patch14 --student runs/demo/pretrain-ko/model \\
+      --parallel tongues/resources/parallel/en-ko.tsv --out runs/enc-ko
+  tongues encoder eval --encoder runs/enc-ko/encoder --parallel tongues/resources/parallel/en-ko.tsv
+  tongues imagine "지붕 위의 고양이" --encoder runs/enc-ko/encoder --pipeline runwayml/stable-diffusion-v1-5 --out cat.png
+"""
+
+
+def register_encoder(commands: Any) -> None:
+    p = commands.add("encoder distill", "align a national-language prompt encoder to a frozen English text encoder",
+                     _handle_encoder_distill)
+    p.epilog = ENCODER_EPILOG
+    p.add_argument("--teacher", required=True, help="a CLIPTextModel / SD or SDXL pipeline directory or hub name, or "
+                                                    "any text encoder (pooled target only)")
+    p.add_argument("--student", required=True, metavar="DIR", help="a tongues model of the language (its trunk)")
+    p.add_argument("--parallel", action="append", default=[], required=True, metavar="TSV",
+                   help="English<TAB>translation pairs (repeatable); 20%% are held out by a stable hash")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (OUT/encoder is the encoder)")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the alignment head")
+    p.add_argument("--trunk-lr", type=float, default=2e-4, help="learning rate of the student's trunk")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    e = commands.add("encoder eval", "xx->en retrieval of a prompt encoder against its teacher", _handle_encoder_eval)
+    e.add_argument("--encoder", required=True, metavar="DIR", help="an encoder directory (tongues encoder distill)")
+    e.add_argument("--parallel", action="append", default=[], required=True, metavar="TSV", help="pairs to score")
+    e.add_argument("--teacher", default=None, help="the teacher (default: the one the encoder was aligned to)")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    i = commands.add("imagine", "text to image: a diffusers pipeline conditioned by a tongues prompt encoder",
+                     _handle_imagine)
+    i.epilog = ENCODER_EPILOG
+    i.add_argument("prompt", help="the picture, in the encoder's language")
+    i.add_argument("--encoder", required=True, metavar="DIR", help="a prompt encoder directory")
+    i.add_argument("--pipeline", required=True, metavar="NAME|DIR", help="a diffusers text-to-image pipeline")
+    i.add_argument("--out", required=True, metavar="PNG", help="where to write the image")
+    i.add_argument("--steps", type=int, default=25, help="denoising steps")
+    i.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    i.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    i.add_argument("--size", type=int, default=None, help="height and width in pixels (default: the pipeline's)")
+    i.add_argument("--assistant", metavar="DIR", help="a chat model that first expands the request into a "
+                                                      "detailed picture description")
+
+
+def _handle_encoder_distill(args: argparse.Namespace) -> int:
+    from tongues.distill.encoder import EncoderJob, train_encoder
+
+    metrics = train_encoder(EncoderJob(teacher=args.teacher, student=args.student, parallel=args.parallel,
+                                       out=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                       trunk_lr=args.trunk_lr, seed=args.seed))
+    print(_retrieval_line(metrics))
+    print(f"wrote {args.out}/encoder")
+    return 0
+
+
+def _retrieval_line(m: dict[str, Any]) -> str:
+    if "r@1" not in m:
+        return "no held-out pairs to score"
+    text = (f"held-out xx->en retrieval: R@1 {m['r@1']:.3f}, R@10 {m['r@10']:.3f} (the teacher fed the xx text itself: "
+            f"R@1 {m['teacher_on_xx_r@1']:.3f}, R@10 {m['teacher_on_xx_r@10']:.3f})")
+    if "conditioning_cosine" in m:
+        text += f"; conditioning cosine {m['conditioning_cosine']:.3f}"
+    return text + f"; {m['prompts_per_s']:.0f} prompts/s"
+
+
+def _handle_encoder_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from tongues.distill.encoder import load_encoder, load_teacher, read_parallel, retrieval
+
+    encoder = load_encoder(args.encoder)
+    metrics = retrieval(encoder, load_teacher(args.teacher or encoder.config.teacher), read_parallel(args.parallel))
+    print(json.dumps(metrics, indent=2) if args.json else _retrieval_line(metrics))
+    return 0
+
+
+def _handle_imagine(args: argparse.Namespace) -> int:
+    from tongues.distill.imagine import imagine
+
+    imagine(args.prompt, encoder=args.encoder, pipeline=args.pipeline, out=args.out, steps=args.steps,
+            guidance=args.guidance, seed=args.seed, height=args.size, width=args.size, assistant=args.assistant)
+    print(f"wrote {args.out}")
     return 0

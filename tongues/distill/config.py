@@ -38,4 +38,25 @@ class StudentConfig(StrictModel):
         return self
 
 
-__all__ = ["StudentConfig"]
+
+
+
+class EncoderStageConfig(StrictModel):
+    """teacher: a CLIP / SD / SDXL directory or hub name, or "tiny" (a random 32-wide CLIP teacher and a
+    matching tiny Stable Diffusion pipeline built in the stage directory: the plumbing, offline);
+    student: a recipe model name (its pretrained model) or a model directory; parallel: TSV files
+    (default: the embedded English<TAB>xx captions of the student's language); image_prompt: one
+    picture rendered from it through the pipeline (`pipeline`, or the tiny one)."""
+
+    teacher: str
+    student: str
+    parallel: list[str] = Field(default_factory=list)
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    trunk_lr: float = Field(2e-4, ge=0)
+    pipeline: str | None = None
+    image_prompt: str | None = None
+    image_steps: int = Field(2, ge=1)
+    image_size: int | None = Field(None, ge=8)
+__all__ = ["EncoderStageConfig", "StudentConfig"]

@@ -148,7 +148,7 @@ def judge_chat(job: Job, model_dir: Path, facts: dict[str, Any], log: Any) -> di
     if not held:
         log(f"{job.method}: no held-out prompt fits the context with {job.max_new_tokens} new tokens; chat not judged")
         return {}
-    before_answers = chat_answers(job.base, held, job.max_new_tokens)
+    before_answers = _previous_answers(job, held) or chat_answers(job.base, held, job.max_new_tokens)
     after_answers = chat_answers(model_dir, held, job.max_new_tokens)
     before, after = chat_scores(held, before_answers), chat_scores(held, after_answers)
     out: dict[str, Any] = {"chat_prompts": len(held),
@@ -167,9 +167,26 @@ def judge_chat(job: Job, model_dir: Path, facts: dict[str, Any], log: Any) -> di
                       "base_answer": before_answers[0], "reference": held[0].reference}
     with atomic_path(job.out / "answers.jsonl") as tmp:
         tmp.write_text("".join(json.dumps({"id": c.id, "prompt": c.prompt, "reference": c.reference, "base": b,
-                                           "answer": a}, ensure_ascii=False) + "\n"
+                                           "answer": a, "max_new_tokens": job.max_new_tokens},
+                                          ensure_ascii=False) + "\n"
                                for c, b, a in zip(held, before_answers, after_answers, strict=True)), encoding="utf-8")
     return out
+
+
+def _previous_answers(job: Job, held: list[Any]) -> list[str] | None:
+    """The base's own greedy answers, when the base is a stage output that answered the same
+    held-out prompts with the same budget (greedy decoding: the same answers, not generated twice)."""
+    path = Path(job.base).parent / "answers.jsonl"
+    if not path.is_file():
+        return None
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("max_new_tokens") == job.max_new_tokens:
+            rows[row["id"]] = row
+    if not all(c.id in rows and rows[c.id]["prompt"] == c.prompt for c in held):
+        return None
+    return [rows[c.id]["answer"] for c in held]
 
 
 def headline(method: str, m: dict[str, Any]) -> str:
