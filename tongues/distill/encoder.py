@@ -386,7 +386,6 @@ def train_encoder(job: EncoderJob, log: Any = print) -> dict[str, Any]:
     model = PromptEncoder(cfg)
     if trunk_weights is not None:
         model.trunk.load_state_dict(trunk_weights, strict=False)
-    texts = sorted({t for pair in train for t in pair} | {""})
     english = sorted({en for en, _ in train} | {""})
     t0 = time.perf_counter()
     cond_t, pooled_t = _teacher_targets(teacher, english)

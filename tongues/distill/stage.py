@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 CHAT_STAGES = ("grpo", "dpo", "sft")
