@@ -8,6 +8,9 @@ a re-run), and the same text lands in the same split in every corpus that holds 
 
 from __future__ import annotations
 
+import hashlib
+
+HELDOUT_SHARE = 0.2  # the share of embedded conversations, preferences and caption pairs held out
 TRAIN = "train"
 VALIDATION = "validation"
 
@@ -20,3 +23,10 @@ def split_point(key: bytes) -> float:
 def split_of(key: bytes, validation_share: float) -> str:
     """"validation" or "train" for a document with digest `key`."""
     return VALIDATION if split_point(key) < validation_share else TRAIN
+
+
+def in_heldout(record_id: str, share: float = HELDOUT_SHARE) -> bool:
+    """The held-out side of a record set (conversations, preferences, caption pairs): sha256 of the record's id,
+    so adding records never moves old ones. Training stages train on the rest; eval scores only these."""
+    digest = int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:8], 16)
+    return digest / 0xFFFFFFFF < share

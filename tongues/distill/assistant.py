@@ -179,8 +179,8 @@ def token_dirs(sources: list[str], tokenizer_dir: Path, out: Path) -> dict[str, 
 
 
 def student_config(job: DistillJob, init: Path, teacher: bool) -> Any:
-    from tongues.config import validate
     from tongues.lm.config import PretrainConfig
+    from tongues.schema import validate
 
     values = {**STUDENT_DEFAULTS, **job.overrides, "model_config_file": str(init / "config.json")}
     if teacher and _init_kind(init) != "planned":

@@ -110,34 +110,24 @@ def register_encoder(commands: Any) -> None:
 
 
 def _handle_encoder_distill(args: argparse.Namespace) -> int:
-    from tongues.distill.encoder import EncoderJob, train_encoder
+    from tongues.distill.encoder import EncoderJob, retrieval_line, train_encoder
 
     metrics = train_encoder(EncoderJob(teacher=args.teacher, student=args.student, parallel=args.parallel,
                                        out=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                        trunk_lr=args.trunk_lr, seed=args.seed))
-    print(_retrieval_line(metrics))
+    print(retrieval_line(metrics))
     print(f"wrote {args.out}/encoder")
     return 0
-
-
-def _retrieval_line(m: dict[str, Any]) -> str:
-    if "r@1" not in m:
-        return "no held-out pairs to score"
-    text = (f"held-out xx->en retrieval: R@1 {m['r@1']:.3f}, R@10 {m['r@10']:.3f} (the teacher fed the xx text itself: "
-            f"R@1 {m['teacher_on_xx_r@1']:.3f}, R@10 {m['teacher_on_xx_r@10']:.3f})")
-    if "conditioning_cosine" in m:
-        text += f"; conditioning cosine {m['conditioning_cosine']:.3f}"
-    return text + f"; {m['prompts_per_s']:.0f} prompts/s"
 
 
 def _handle_encoder_eval(args: argparse.Namespace) -> int:
     import json
 
-    from tongues.distill.encoder import load_encoder, load_teacher, read_parallel, retrieval
+    from tongues.distill.encoder import load_encoder, load_teacher, read_parallel, retrieval, retrieval_line
 
     encoder = load_encoder(args.encoder)
     metrics = retrieval(encoder, load_teacher(args.teacher or encoder.config.teacher), read_parallel(args.parallel))
-    print(json.dumps(metrics, indent=2) if args.json else _retrieval_line(metrics))
+    print(json.dumps(metrics, indent=2) if args.json else retrieval_line(metrics))
     return 0
 
 

@@ -67,7 +67,7 @@ def read_parallel(paths: list[str | Path]) -> list[tuple[str, str]]:
 
 def split_pairs(pairs: list[tuple[str, str]], share: float = 0.2) -> tuple[list, list]:
     """(train, held-out) by a stable hash of the English side (the instruct sets' rule)."""
-    from tongues.instruct.data import in_heldout
+    from tongues.data.split import in_heldout
 
     train = [p for p in pairs if not in_heldout(p[0], share)]
     held = [p for p in pairs if in_heldout(p[0], share)]
@@ -509,3 +509,14 @@ def retrieval(encoder: TextEncoder, teacher: Teacher, pairs: list[tuple[str, str
 
 
 __all__ = ["EncoderJob", "TextEncoder", "load_encoder", "load_teacher", "read_parallel", "retrieval", "train_encoder"]
+
+
+def retrieval_line(m: dict[str, Any]) -> str:
+    """The one-line summary of `retrieval` metrics that the CLI and the run summary print."""
+    if "r@1" not in m:
+        return "no held-out pairs to score"
+    text = (f"held-out xx->en retrieval: R@1 {m['r@1']:.3f}, R@10 {m['r@10']:.3f} (the teacher fed the xx text itself: "
+            f"R@1 {m['teacher_on_xx_r@1']:.3f}, R@10 {m['teacher_on_xx_r@10']:.3f})")
+    if "conditioning_cosine" in m:
+        text += f"; conditioning cosine {m['conditioning_cosine']:.3f}"
+    return text + f"; {m['prompts_per_s']:.0f} prompts/s"

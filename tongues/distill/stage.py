@@ -87,9 +87,9 @@ def run_encoder_stage(ctx: Any) -> dict[str, Any]:
     job = EncoderJob(teacher=teacher, student=student, parallel=parallel, out=ctx.out_dir, steps=cfg.steps,
                      batch_size=cfg.batch_size, lr=cfg.lr, trunk_lr=cfg.trunk_lr, seed=ctx.seed)
     metrics = train_encoder(job, log=lambda m: print(f"  {m}", flush=True))
-    from tongues.distill.commands import _retrieval_line
+    from tongues.distill.encoder import retrieval_line
 
-    metrics["headline"] = _retrieval_line(metrics)
+    metrics["headline"] = retrieval_line(metrics)
     if cfg.image_prompt and pipeline:
         from tongues.distill.imagine import imagine
 

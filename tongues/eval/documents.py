@@ -66,7 +66,7 @@ def load_split(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
             if spec.data.fields:
                 rows = [_map_fields(spec, row, f"{path}:{i + 1}") for i, row in enumerate(rows)]
             if spec.data.select == "heldout":
-                from tongues.instruct.data import in_heldout
+                from tongues.data.split import in_heldout
 
                 rows = [r for r in rows if in_heldout(str(r.get("id", "")))]
             if not rows:

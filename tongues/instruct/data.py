@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tongues.data.split import HELDOUT_SHARE, in_heldout
 from tongues.errors import DataError
 
 EMBEDDED = "embedded:"
 HUB = "hf:"
 ROLES = ("system", "user", "assistant")
 FAILURE_KINDS = ("wrong_language", "code_switch", "factual_error", "ignores_instruction", "rambling", "truncated")
-HELDOUT_SHARE = 0.2
 _QA_COLUMNS = (("q", "a"), ("question", "answer"), ("prompt", "completion"), ("instruction", "output"),
                ("inputs", "targets"))
 
@@ -254,12 +254,6 @@ def _answer(value: Any, where: str, key: str) -> str:
             raise DataError(f"{where}: {key!r} as messages must be one assistant message")
         value = value[0].get("content")
     return _text(value, where, key)
-
-
-def in_heldout(record_id: str, share: float = HELDOUT_SHARE) -> bool:
-    """A stable split: sha256 of the id, so adding records never moves old ones."""
-    digest = int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:8], 16)
-    return digest / 0xFFFFFFFF < share
 
 
 def split_records(records: list[Any], share: float = HELDOUT_SHARE) -> tuple[list[Any], list[Any]]:
