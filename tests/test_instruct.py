@@ -121,11 +121,13 @@ def test_grpo_rewards_take_trls_arguments_and_combine_with_weights(tmp_path):
 def test_trl_config_defaults_and_set_keys(tmp_path):
     from trl import SFTConfig
 
-    from tongues.instruct.training import parse_sets, trl_config
+    from tongues.instruct.training import fast_bf16_here, parse_sets, trl_config
 
     cfg = trl_config(SFTConfig, tmp_path, params=1_000_000, seed=3,
                      overrides=parse_sets(["num_train_epochs=3", "learning_rate=1e-4"]))
-    assert cfg.use_cpu and cfg.bf16 is False and cfg.gradient_checkpointing is False  # CPU, small model
+    # CPU, small model; bf16 only on a CPU with fast bf16 matmuls (AMX / AVX512-BF16), never TRL's bf16=True
+    assert cfg.use_cpu and cfg.bf16 is fast_bf16_here() and cfg.gradient_checkpointing is False
+    assert trl_config(SFTConfig, tmp_path, params=1, seed=0, precision="fp32").bf16 is False
     assert cfg.num_train_epochs == 3 and cfg.learning_rate == 1e-4 and cfg.report_to == []
     assert trl_config(SFTConfig, tmp_path, params=200_000_000, seed=0).gradient_checkpointing is True
     with pytest.raises(ConfigError, match=r"--set learning_rat: not a SFTConfig key \(did you mean learning_rate"):
