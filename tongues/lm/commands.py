@@ -61,14 +61,19 @@ def register(commands: Any) -> None:
                    help="direct mode: stop after this step with a checkpoint (e.g. to fit a time limit); rerun to go on")
     p.add_argument("--no-export", action="store_true", help="direct mode: do not write the Hugging Face model at the end")
 
-    p = commands.add("export", "export a training checkpoint as a Hugging Face model directory (with model card)",
-                     _handle_export)
+    p = commands.add("export", "export a model: a Hugging Face directory (with model card) or a GGUF file",
+                     _handle_export, description=EXPORT_HELP)
+    p.add_argument("--model", metavar="DIR", help="a Hugging Face model directory to convert (--format gguf)")
     p.add_argument("--run", metavar="DIR", help="pretraining output directory (uses its latest checkpoint)")
     p.add_argument("--checkpoint", metavar="DIR", help="a specific checkpoint directory (…/checkpoints/step-N)")
     p.add_argument("--step", type=int, default=None, help="with --run: export the checkpoint of this step")
     p.add_argument("--tokenizer", metavar="TOK", help="tokenizer directory (default: the one recorded in the run)")
     p.add_argument("--plan", metavar="DIR", help="planner output whose plan.json goes into the model card")
-    p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
+    p.add_argument("--best", action="store_true", help="with --run: the best-validation checkpoint, not the latest")
+    p.add_argument("--format", default="hf", choices=["hf", "gguf"],
+                   help="hf: a Hugging Face model directory; gguf: one file for llama.cpp, ollama, LM Studio")
+    p.add_argument("--quant", default="f16", help="gguf weights: f16, q8_0 or q4_0")
+    p.add_argument("--out", required=True, metavar="DIR|FILE", help="output model directory (hf) or .gguf file")
 
     p = commands.add("launch slurm", "write an sbatch script that pretrains a recipe's model on a Slurm cluster",
                      _handle_slurm)
@@ -227,12 +232,45 @@ def _follow_stages(recipe: Any, stages: list[Any], target: str, poll_s: float = 
     return 0
 
 
+EXPORT_HELP = """\
+Export a model as a Hugging Face directory (the default) or as one GGUF file for llama.cpp-family
+runtimes (f16, q8_0 or q4_0 weights; the SentencePiece tokenizer and chat template included).
+
+examples:
+  tongues export --run runs/demo/pretrain-ko --best --out ko-model
+  tongues export --model runs/demo/pretrain-ko/model --format gguf --quant q8_0 --out ko.q8_0.gguf
+  tongues export --run runs/demo/pretrain-ko --format gguf --out ko.f16.gguf
+"""
+
+
 def _handle_export(args: argparse.Namespace) -> int:
     from tongues.lm.export import export_model, resolve_checkpoint
 
+    if args.format == "gguf":
+        import tempfile
+
+        from tongues.lm.gguf_export import QUANTS, export_gguf
+
+        if args.quant not in QUANTS:
+            raise ConfigError(f"--quant {args.quant!r}: supported quantizations are {', '.join(QUANTS)}")
+        if args.model:
+            out = export_gguf(args.model, args.out, args.quant)
+        else:
+            if not (args.run or args.checkpoint):
+                raise ConfigError("export: give --model DIR, --run DIR or --checkpoint DIR")
+            checkpoint = resolve_checkpoint(args.checkpoint or args.run, args.step, best=args.best)
+            with tempfile.TemporaryDirectory() as tmp:
+                hf = export_model(checkpoint, Path(tmp) / "model", args.tokenizer, run_dir=args.run,
+                                  plan=_plan(args.plan))
+                out = export_gguf(hf, args.out, args.quant)
+        print(f"wrote {out} ({args.quant}, {out.stat().st_size / 2**20:.2f} MiB)")
+        return 0
+    if args.model:
+        raise ConfigError("export --model converts a model directory to --format gguf; an hf export takes --run or "
+                          "--checkpoint")
     if not (args.run or args.checkpoint):
-        raise ConfigError("export: give --run DIR (latest checkpoint, or --step N) or --checkpoint DIR")
-    checkpoint = resolve_checkpoint(args.checkpoint or args.run, args.step)
+        raise ConfigError("export: give --run DIR (latest checkpoint, or --step N / --best) or --checkpoint DIR")
+    checkpoint = resolve_checkpoint(args.checkpoint or args.run, args.step, best=args.best)
     out = export_model(checkpoint, args.out, args.tokenizer, run_dir=args.run, plan=_plan(args.plan))
     print(f"exported {checkpoint} -> {out}")
     return 0

@@ -24,12 +24,18 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 RUN_INFO = "run.json"
 
 
-def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
-    """A checkpoint directory from a checkpoint path or a run directory (latest, or `step`)."""
+def resolve_checkpoint(path: str | Path, step: int | None = None, best: bool = False) -> Path:
+    """A checkpoint directory from a checkpoint path or a run directory (latest, `step`, or `best`:
+    the lowest validation loss, kept by `export: best`)."""
     path = Path(path)
     if (path / ckpt.STATE).exists():
         return path
     root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if best:
+        found_best = ckpt.best_checkpoint(root)
+        if found_best is None:
+            raise DataError(f"{path}: no best-validation checkpoint (the run had no validation, or export: last)")
+        return found_best
     found = ckpt.list_checkpoints(root)
     if step is not None:
         found = [p for p in found if ckpt.read_state(p)["step"] == step]
@@ -124,7 +130,7 @@ def _read_stats(prepared_dir: str | None) -> dict[str, Any]:
     return json.loads((Path(prepared_dir) / "stats.json").read_text(encoding="utf-8"))
 
 
-SAMPLING = {"temperature": 0.8, "top_p": 0.95, "seed": 0}  # the sampled demo generations
+SAMPLING = {"temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.2, "seed": 0}  # the sampled demo generations
 
 
 def sample_generations(model_dir: str | Path, prompts: list[str], max_new_tokens: int = 30) -> list[dict[str, str]]:
