@@ -116,10 +116,25 @@ def _save_optimizer(accelerator: Any, model: Any, optimizer: Any, path: Path) ->
         torch.save(state, path / "optimizer.pt")
 
 
+def full_state_dict(accelerator: Any, model: Any) -> dict[str, torch.Tensor]:
+    """The whole model's weights, gathered from FSDP2 / ZeRO-3 shards (every process must call this;
+    the main one gets full CPU tensors)."""
+    from tongues.lm.sharding import is_sharded
+
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return accelerator.get_state_dict(model)
+
+
 def save_checkpoint(
-    accelerator: Any, model: Any, optimizer: Any, root: str | Path, step: int, state: dict[str, Any], keep: int
+    accelerator: Any, model: Any, optimizer: Any, root: str | Path, step: int, state: dict[str, Any], keep: int,
+    sharded: bool = False,
 ) -> Path:
-    """Write checkpoint `step` under `root` (all processes call this); returns its path."""
+    """Write checkpoint `step` under `root` (all processes call this); returns its path. `sharded`
+    (FSDP2): model and optimizer as torch.distributed.checkpoint shards in dcp/ (each process writes
+    its own), plus the gathered full weights in model/ for export."""
     from accelerate.utils import gather_object
 
     root = Path(root)
@@ -128,7 +143,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    weights = accelerator.get_state_dict(model)  # gathers FSDP / ZeRO-3 shards; every rank must call
+    weights = full_state_dict(accelerator, model)
     rngs = gather_object([rng_state()])
     if accelerator.is_main_process:
         from transformers.utils import logging as hf_logging
@@ -138,7 +153,10 @@ def save_checkpoint(
             accelerator.unwrap_model(model).save_pretrained(tmp / "model", state_dict=weights)
         finally:
             hf_logging.enable_progress_bar()
-    _save_optimizer(accelerator, model, optimizer, tmp)
+    if sharded:
+        _save_sharded(model, optimizer, tmp)
+    else:
+        _save_optimizer(accelerator, model, optimizer, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "rng.json").write_text(json.dumps(rngs), encoding="utf-8")
@@ -167,7 +185,7 @@ def save_weights(accelerator: Any, model: Any, root: str | Path, name: str, stat
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    weights = accelerator.get_state_dict(model)
+    weights = full_state_dict(accelerator, model)
     if accelerator.is_main_process:
         from transformers.utils import logging as hf_logging
 
@@ -207,10 +225,40 @@ def load_model_weights(path: str | Path, model: torch.nn.Module, subdir: str = "
         )
 
 
+def _save_sharded(model: Any, optimizer: Any, path: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, getattr(optimizer, "optimizer", optimizer))
+    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path / "dcp"))
+
+
+def _load_sharded(model: Any, optimizer: Any, path: Path) -> None:
+    """Model and optimizer from dcp/ shards, resharded to this run's processes (any world size)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    inner = getattr(optimizer, "optimizer", optimizer)
+    model_sd, optim_sd = get_state_dict(model, inner)
+    state = {"model": model_sd, "optimizer": optim_sd}
+    dcp.load(state, checkpoint_id=str(path / "dcp"))
+    set_state_dict(model, inner, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
 def load_training_state(path: str | Path, accelerator: Any, model: Any, optimizer: Any) -> dict[str, Any]:
     """Restore optimizer and RNG states of checkpoint `path` into prepared objects; returns its trainer state."""
+    from tongues.lm.sharding import is_sharded
+
     path = Path(path)
-    if _is_deepspeed(accelerator):
+    if (path / "dcp").is_dir():
+        _load_sharded(model, optimizer, path)
+    elif is_sharded(model):  # an FSDP run resuming a checkpoint written unsharded
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        full = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        set_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer), full,
+                                 options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    elif _is_deepspeed(accelerator):
         model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
     else:
         state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)

@@ -38,6 +38,11 @@ class PretrainConfig(StrictModel):
     doc_mask: bool = False  # document-masked attention: no token attends across an EOS
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast where bf16 matmuls are fast
     compile: bool = False
+    # ddp: every process holds the whole model (accelerate / DDP); fsdp: PyTorch FSDP2 `fully_shard`
+    # per decoder layer, then the root, on an explicit device mesh (gloo on CPU, NCCL on GPUs)
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    reshard_after_forward: bool = True  # fsdp: free gathered parameters after forward (FULL_SHARD)
+    activation_checkpointing: bool = False  # recompute each decoder layer in backward (less memory)
     attention: Literal["auto", "sdpa", "eager"] = "auto"  # auto: sdpa, or eager when compiled on a CPU
     # LM head + cross-entropy in chunks of tokens, without materializing the logits (tongues.lm.loss);
     # off: the plain logits path. loss_chunk_tokens: tokens per chunk (default: by device and vocabulary).

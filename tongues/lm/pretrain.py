@@ -260,7 +260,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
               out_dir: Path, seed: int, plan_dir: Path | None, stop_after: int | None, export: bool,
               plan_stats: dict[str, Any] | None, teacher: dict[str, Any] | None = None) -> dict[str, Any]:
     from accelerate import Accelerator, PartialState
-    from accelerate.utils import GradientAccumulationPlugin, broadcast_object_list
+    from accelerate.utils import GradientAccumulationPlugin, broadcast_object_list, gather_object
 
     from tongues.progress import progress_bar as tqdm
 
@@ -342,8 +342,20 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
             raise ConfigError(f"{resume} was written by a run with different data settings ({saved['run_key']}); "
                               f"now {run_key}: use another --out directory, or delete {ckpt_root}")
         ckpt.load_model_weights(resume, model)
-    optimizer = make_optimizer(model, cfg)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.activation_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    fsdp = cfg.strategy == "fsdp" and world > 1
+    if fsdp:  # sharded before the optimizer is made: it then holds the shards' states
+        from tongues.lm.sharding import apply_fsdp
+
+        apply_fsdp(model, world, accelerator.device, cfg.reshard_after_forward, bf16)
+        optimizer = accelerator.prepare(make_optimizer(model, cfg))
+    else:
+        optimizer = make_optimizer(model, cfg)
+        model, optimizer = accelerator.prepare(model, optimizer)
     step, skipped, bad_run, ema = 0, 0, 0, None
     best = {"val_loss": None, "step": None, "since": 0}  # the lowest validation loss so far, for export/patience
     early = False  # stopped by `patience`: the run is over
@@ -353,6 +365,14 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         best = saved.get("best", best)
         early = bool(saved.get("early_stopped"))
     log = MetricsLog(out_dir, main, cfg.tensorboard, step)
+    from tongues.lm.sharding import local_parameter_count
+
+    local = gather_object([local_parameter_count(model)])
+    if main:
+        write_json(out_dir / "parallel.json", {"strategy": cfg.strategy if world > 1 else "single", "processes": world,
+                                               "local_parameters": local,
+                                               "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
+                                               if not fsdp else None})
     tokens_per_step = global_batch * cfg.seq_len
     fpt = flops_per_token(model_cfg, cfg.seq_len)
     peak = cfg.peak_flops or (peak_flops(accelerator.device, torch.bfloat16 if bf16 else torch.float32) if main else None)
@@ -366,7 +386,8 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         extra = {"skipped": skipped, "bad_in_a_row": bad_run, "loss_ema": ema, "run_key": run_key,
                  "total_steps": steps, "tokens": at * tokens_per_step, "samples": at * global_batch,
                  "best": best, "early_stopped": early}
-        return ckpt.save_checkpoint(accelerator, model, optimizer, ckpt_root, at, extra, cfg.keep_checkpoints)
+        return ckpt.save_checkpoint(accelerator, model, optimizer, ckpt_root, at, extra, cfg.keep_checkpoints,
+                                    sharded=cfg.strategy == "fsdp")
 
     # --- the loop -----------------------------------------------------------------------------
     status, last_eval, loss_val = "complete", None, float("nan")
@@ -399,7 +420,8 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                     sums[0] += loss.detach().double()
                     sums[1] += batch.sum().double()
                     if accelerator.sync_gradients:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                        grad_norm = (clip_sharded_grads(model, cfg.grad_clip) if fsdp
+                                     else accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
                         sums[2] = grad_norm.detach().double() if grad_norm is not None else 0.0
                         loss_val, checksum, gnorm = accelerator.reduce(sums, "sum").tolist()  # the one sync
                         loss_val, gnorm = loss_val / (accum * world), gnorm / world
@@ -500,6 +522,18 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         result["model_dir"] = str(out_dir / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def clip_sharded_grads(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip an FSDP2 model's gradients (DTensor shards) by their global norm; returns that norm."""
+    from torch.distributed.tensor import DTensor
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
 
 
 def _teacher_caches(teacher: dict[str, Any], data: dict[str, Any], metas: dict[str, Any], mixture: Any) -> list[Any]:

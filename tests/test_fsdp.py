@@ -1,0 +1,136 @@
+"""The cluster path on CPU processes: FSDP2 full shard (gloo), sharded checkpoints resumed at another
+world size, a killed rank, two "nodes" on one machine, the Slurm script through a stand-in srun,
+and activation checkpointing. One fast test; the rest are slow (`make test-slow`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from pretrain_fixtures import losses, tiny_config, tokenized
+
+from tongues.lm import checkpoint as ckpt
+from tongues.lm import pretrain as pt
+
+MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2}
+
+
+def fsdp_config(**overrides):
+    # micro batch 2: 256 tokens a step split evenly over 1, 2 or 4 processes (accumulating 4, 2 or 1)
+    return tiny_config(model=MODEL, precision="fp32", max_steps=20, eval_every=10, checkpoint_every=5,
+                       micro_batch_size=2, strategy="fsdp", **overrides)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fsdp")
+    tok, tokens = tokenized(root)
+    config = root / "pretrain.yaml"
+    config.write_text(yaml.safe_dump(fsdp_config().model_dump(exclude_none=True)))
+    reference = root / "reference"
+    pt.pretrain(fsdp_config(), {"tokens": (tokens, 1.0)}, tok, reference, seed=7, export=False)
+    return root, tok, tokens, config, reference
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+def _pretrain_args(tok, tokens, config, out, *extra):
+    return ["-m", "tongues", "pretrain", "--data", str(tokens), "--tokenizer", str(tok), "--out", str(out),
+            "--config", str(config), "--seed", "7", *extra]
+
+
+def torchrun(nproc: int, tok, tokens, config, out, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           *_pretrain_args(tok, tokens, config, out, *extra)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def close(a: list, b: list, rel: float = 1e-5) -> bool:
+    return len(a) == len(b) and all(sa == sb and math.isclose(la, lb, rel_tol=rel) for (sa, la), (sb, lb)
+                                    in zip(a, b, strict=True))
+
+
+def test_two_fsdp_processes_train_like_one_and_hold_half_the_parameters_each(setup, tmp_path):
+    root, tok, tokens, config, reference = setup
+    out = tmp_path / "run"
+    torchrun(2, tok, tokens, config, out)
+    assert close(losses(out), losses(reference))
+    shards = json.loads((out / "parallel.json").read_text())
+    total = sum(shards["local_parameters"])
+    assert shards["strategy"] == "fsdp" and len(shards["local_parameters"]) == 2
+    assert all(0.4 * total < n < 0.6 * total for n in shards["local_parameters"])
+    latest = ckpt.latest_checkpoint(out / "checkpoints")
+    assert (latest / "dcp").is_dir() and (latest / "model" / "model.safetensors").is_file()  # shards + full weights
+
+
+@pytest.mark.slow
+def test_a_sharded_checkpoint_resumes_at_another_world_size(setup, tmp_path):
+    root, tok, tokens, config, reference = setup
+    for resume_with in (1, 4):
+        out = tmp_path / f"ws{resume_with}"
+        torchrun(2, tok, tokens, config, out, "--stop-after", "10")
+        if resume_with == 1:
+            pt.pretrain(fsdp_config(), {"tokens": (tokens, 1.0)}, tok, out, seed=7, export=False)
+        else:
+            torchrun(4, tok, tokens, config, out)
+        assert close(losses(out), losses(reference), rel=1e-4), resume_with
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_checkpoint_leaves_the_last_complete_one(setup, tmp_path):
+    root, tok, tokens, config, reference = setup
+    out = tmp_path / "killed"
+    torchrun(2, tok, tokens, config, out, "--stop-after", "10")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           *_pretrain_args(tok, tokens, config, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "checkpoints").glob(".step-00000015.tmp")):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # every rank dies with the launcher, mid-write
+    proc.wait()
+    assert ckpt.latest_checkpoint(out / "checkpoints").name in ("step-00000010", "step-00000015")
+    torchrun(2, tok, tokens, config, out)
+    assert close(losses(out)[-5:], losses(reference)[-5:], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_one_machine_and_the_slurm_script(setup, tmp_path):
+    root, tok, tokens, config, reference = setup
+    out = tmp_path / "nodes"
+    port = 29513
+    base = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+            "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=tongues-test"]
+    procs = [subprocess.Popen([*base, f"--node_rank={r}", *_pretrain_args(tok, tokens, config, out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True) for r in (0, 1)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]
+    assert close(losses(out), losses(reference))
+
+
+def test_activation_checkpointing_keeps_the_losses_and_lowers_the_peak(setup, tmp_path):
+    from tongues.lm.memory_probe import measure_step_peak
+    from tongues.plan.shapes import ModelShape
+
+    root, tok, tokens, config, reference = setup
+    plain = pt.pretrain(tiny_config(model=MODEL, precision="fp32", max_steps=4), {"t": (tokens, 1.0)}, tok,
+                        tmp_path / "a", seed=3, export=False)
+    checkpointed = pt.pretrain(tiny_config(model=MODEL, precision="fp32", max_steps=4, activation_checkpointing=True),
+                               {"t": (tokens, 1.0)}, tok, tmp_path / "b", seed=3, export=False)
+    assert close(losses(tmp_path / "a"), losses(tmp_path / "b"), rel=1e-6) and plain["steps"] == checkpointed["steps"]
+    shape = ModelShape(n_layers=4, d_model=64, n_heads=4, n_kv_heads=4, ffn_dim=128, vocab_size=256, tie_embeddings=True,
+                       max_seq_len=64)
+    assert measure_step_peak(shape, 8, 64, checkpointing=True) < measure_step_peak(shape, 8, 64)
