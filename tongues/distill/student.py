@@ -51,9 +51,10 @@ def layer_dropped_student(teacher: Any, teacher_dir: Path | None, tokenizer: Any
                           f"unexpected {sorted(unexpected)[:3]})")
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if teacher_dir is not None:
-            _copy_tokenizer_meta(teacher_dir, tmp)
+        if teacher_dir is not None and (teacher_dir / "tokenizer.json").is_file():
+            _copy_tokenizer_meta(teacher_dir, tmp)  # the very files: token shards check their sha256
+        else:
+            tokenizer.save_pretrained(tmp)
         write_json(tmp / "student.json", {"init": "layer-dropped", "teacher_layers": config.num_hidden_layers,
                                           "kept_layers": layers})
     return out_dir

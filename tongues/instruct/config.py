@@ -26,6 +26,7 @@ class InstructStageConfig(StrictModel):
     rewards: str | None = None
     eval_data: list[str] = Field(default_factory=list)
     max_eval: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1)  # answer length of the held-out chat judgement
     precision: Literal["auto", "bf16", "fp32"] = "auto"
 
     @field_validator("lora")

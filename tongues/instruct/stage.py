@@ -278,7 +278,8 @@ def run_stage(ctx: Any) -> dict[str, Any]:
         rewards = rewards.replace("model:reward", f"model:{reward_dir}")
     job = Job(method=extra["method"], base=base, data=list(cfg.data), out=ctx.out_dir, overrides=dict(cfg.set),
               lora=cfg.lora, seed=ctx.seed, precision=cfg.precision, eval_data=cfg.eval_data or None,
-              reward_model=reward_dir, rewards=rewards, max_eval=cfg.max_eval)
+              reward_model=reward_dir, rewards=rewards, max_eval=cfg.max_eval,
+              max_new_tokens=cfg.max_new_tokens)
     metrics = run_job(job, log=lambda m: print(f"  {m}", flush=True))
     if extra["method"] != "reward" and "language_consistency" in metrics:
         metrics["summary"] = [{
