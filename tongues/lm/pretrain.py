@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -274,7 +275,12 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
     # --- processes and batch geometry: global batch in sequences = micro * processes * accum ---
     _reset_accelerate_singletons()
     cpu = not torch.cuda.is_available()  # accelerate only sees torchrun's processes as MULTI_CPU when told
-    state = PartialState(cpu=cpu)
+    # DeepSpeed (accelerate launch with a DeepSpeed config) on CPU processes: accelerate drops DeepSpeed
+    # when told cpu=True, and without an explicit backend it counts every rank as rank 0 of 1; gloo fixes both.
+    backend = {}
+    if cpu and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cpu, backend = False, {"backend": "gloo"}
+    state = PartialState(cpu=cpu, **backend)
     world, micro = state.num_processes, cfg.micro_batch_size
     global_batch = cfg.global_batch_tokens // cfg.seq_len
     if global_batch * cfg.seq_len != cfg.global_batch_tokens or global_batch % (micro * world):
@@ -284,8 +290,11 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         )
     accum = global_batch // (micro * world)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and fast_bf16())
+    from accelerate.utils import InitProcessGroupKwargs
+
     accelerator = Accelerator(
         cpu=cpu,
+        kwargs_handlers=[InitProcessGroupKwargs(**backend)] if backend else None,
         mixed_precision="bf16" if bf16 else "no",
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accum, sync_with_dataloader=False),
         dynamo_backend="inductor" if cfg.compile else None,
@@ -422,7 +431,7 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
                     if accelerator.sync_gradients:
                         grad_norm = (clip_sharded_grads(model, cfg.grad_clip) if fsdp
                                      else accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-                        sums[2] = grad_norm.detach().double() if grad_norm is not None else 0.0
+                        sums[2] = torch.as_tensor(grad_norm).detach().double() if grad_norm is not None else 0.0  # DeepSpeed: a float
                         loss_val, checksum, gnorm = accelerator.reduce(sums, "sum").tolist()  # the one sync
                         loss_val, gnorm = loss_val / (accum * world), gnorm / world
                         spike = ema is not None and cfg.spike_factor is not None and loss_val > cfg.spike_factor * ema
