@@ -27,7 +27,7 @@ def load_teacher(spec: str | Path, dtype: Any = None) -> tuple[Any, Any]:
         try:
             import gguf  # noqa: F401  (transformers' GGUF loader needs it)
         except ImportError:
-            raise TonguesError('a GGUF teacher needs the gguf package: pip install "tongues[edge]" (or gguf)') from None
+            raise TonguesError('a GGUF teacher needs the gguf package: pip install gguf') from None
         try:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
