@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from benchmarks.results import write_section  # noqa: E402
+from benchmarks.results import report  # noqa: E402
 
 SHARED = Path("/work/shared/corpora")
 PUBLIC = {"ko": "ko/ud_gsd.dev.txt", "hi": "hi/hiner.validation.txt", "vi": "vi/ud_vtb.dev.txt"}
@@ -42,13 +41,6 @@ def paragraphs(path: Path, group: int = 5, limit: int = 400) -> list[str]:
     return [" ".join(lines[i:i + group]) for i in range(0, min(len(lines), group * limit), group)]
 
 
-def bpb(model_dir: Path, texts: list[str]) -> float:
-    from tongues.eval.scoring import Scorer
-
-    scored = Scorer.load(model_dir, progress=False).loglikelihood_rolling(texts)
-    return -sum(s for s, _ in scored) / math.log(2) / sum(len(t.encode("utf-8")) for t in texts)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/demo", help="the demo's run directory")
@@ -57,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     from tongues.data.prepared import read_texts
     from tongues.eval.ngram import CharNGram
-    from tongues.resources import RESOURCES
+    from tongues.instruct.evaluate import bits_per_byte, heldout_texts
 
     run = Path(args.run)
     rows, stages = [], []
@@ -69,13 +61,12 @@ def main() -> int:
         if not (model / "config.json").is_file():
             continue
         floor = CharNGram.fit(list(read_texts(run / f"data-{lang}", "train")))
-        texts = {"embedded heldout.txt": [d.strip() for d in (RESOURCES / "eval" / lang / "heldout.txt")
-                                          .read_text(encoding="utf-8").split("\n\n") if d.strip()]}
+        texts = {"embedded heldout.txt": heldout_texts([lang])}
         if (SHARED / PUBLIC[lang]).is_file():
             texts[f"public: {PUBLIC[lang]}"] = paragraphs(SHARED / PUBLIC[lang])
         params = json.loads((run / f"pretrain-{lang}" / "manifest.json").read_text())["metrics"]["params"]
         for name, docs in texts.items():
-            ours, tri = bpb(model, docs), floor.bits_per_byte(docs)
+            ours, tri = bits_per_byte(model, docs), floor.bits_per_byte(docs)
             rows.append((lang, params, name, ours, tri, ours / tri))
             print(f"{lang} {name}: model {ours:.3f}, trigram {tri:.3f}, {ours / tri:.3f}x", flush=True)
     total = sum(s for _, s, _ in stages)
@@ -100,9 +91,7 @@ def main() -> int:
                  f"({'within' if args.wall <= 600 else 'over'} the 10-minute goal)" if args.wall else "") + ".", "",
               "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.1f} |" for name, secs, _ in stages]
-    print("\n".join(lines))
-    if not args.no_write:
-        write_section("\n".join(lines))
+    report(lines, write=not args.no_write)
     return 0
 
 

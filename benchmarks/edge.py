@@ -33,13 +33,6 @@ PROMPTS = {"ko": ["오늘 아침에", "옛날 옛적에", "서울의 날씨는",
 NEW_TOKENS = 32
 
 
-def heldout(lang: str) -> list[str]:
-    from tongues.resources import RESOURCES
-
-    text = (RESOURCES / "eval" / lang / "heldout.txt").read_text(encoding="utf-8")
-    return [d.strip() for d in text.split("\n\n") if d.strip()]
-
-
 def llama_bpb(llm, tokenizer, texts: list[str]) -> float:
     """Bits per UTF-8 byte from llama.cpp's logits, each text scored from BOS (as tongues eval does)."""
     import numpy as np
@@ -71,8 +64,9 @@ def main() -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from benchmarks.results import write_section
+    from benchmarks.results import report
     from tongues.infer.generate import load
+    from tongues.instruct.evaluate import heldout_texts
     from tongues.lm.gguf_export import export_gguf
 
     torch.set_num_threads(args.threads)
@@ -80,7 +74,7 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(model_dir)
     hf = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     prompts = PROMPTS.get(args.lang, PROMPTS["ko"])
-    texts = heldout(args.lang)
+    texts = heldout_texts([args.lang])
     want = []
     for p in prompts:
         ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"]])
@@ -132,9 +126,7 @@ def main() -> int:
                f"{q8['mib'] / f16['mib']:.0%} -> "
                f"{'met' if q8['bpb'] <= 1.01 * f16['bpb'] and q8['mib'] <= 0.55 * f16['mib'] else 'NOT met'}."
                if q8 else "- q8_0: not measured in this run (--quants).")]
-    print("\n".join(lines))
-    if not args.no_write:
-        write_section("\n".join(lines))
+    report(lines, write=not args.no_write)
     return 0
 
 

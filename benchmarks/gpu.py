@@ -119,7 +119,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from benchmarks.results import write_section
+    from benchmarks.results import report
     from tongues.plan.flops import flops_per_token
     from tongues.plan.hardware import gpu_for_device_name
 
@@ -173,9 +173,7 @@ def main() -> int:
         one = next((m for n, name, _, _, m in rows if n == 1 and name == "tongues"), None)
         lines += ["", f"Goal MFU >= 45% on one GPU: {'met' if one and one >= 0.45 else 'not met'} "
                       f"({one:.1%})." if one else ""]
-    print("\n".join(lines))
-    if not args.no_write:
-        write_section("\n".join(lines))
+    report(lines, write=not args.no_write)
     return 0
 
 

@@ -23,3 +23,11 @@ def write_section(section: str, path: Path = RESULTS) -> None:
         new = "\n".join([*lines[:start], *section.strip("\n").splitlines(), *after]) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(new, encoding="utf-8")
+
+
+def report(lines: list[str], write: bool = True) -> None:
+    """Print a benchmark's section and, unless `write` is false (--no-write), put it in RESULTS.md."""
+    section = "\n".join(lines)
+    print(section)
+    if write:
+        write_section(section)

@@ -7,7 +7,10 @@ The tokenizer follows the project's contract (special tokens <pad> <unk> <s> </s
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
@@ -105,3 +108,38 @@ def tiny_config(**overrides):
                 num_threads=1)
     base.update(overrides)
     return PretrainConfig(**base)
+
+
+def quiet_env() -> dict[str, str]:
+    """The environment of a subprocess run: one thread per process, no progress bars."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+def pretrain_args(tok, tokens, config, out, *extra: str) -> list[str]:
+    """`-m tongues pretrain` on `tokens` with the config file `config`, seed 7."""
+    return ["-m", "tongues", "pretrain", "--data", str(tokens), "--tokenizer", str(tok), "--out", str(out),
+            "--config", str(config), "--seed", "7", *extra]
+
+
+def torchrun(nproc: int, tok, tokens, config, out, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`tongues pretrain` under `torchrun --standalone` with `nproc` processes; asserts it succeeded."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           *pretrain_args(tok, tokens, config, out, *extra)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=quiet_env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def reference_run(root: Path, cfg) -> tuple[Path, Path, Path, Path]:
+    """(tokenizer, tokens, config file, reference run) under `root`: `cfg` written as YAML for the
+    subprocess runs, and trained once in this process (seed 7, no export) as what they must match."""
+    import yaml
+
+    from tongues.lm import pretrain as pt
+
+    tok, tokens = tokenized(root)
+    config = root / "pretrain.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(exclude_none=True)))
+    reference = root / "reference"
+    pt.pretrain(cfg, {"tokens": (tokens, 1.0)}, tok, reference, seed=7, export=False)
+    return tok, tokens, config, reference

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pretrain_fixtures import losses, tiny_config, tokenized
+from pretrain_fixtures import losses, pretrain_args, quiet_env, reference_run, tiny_config, torchrun
 
 from tongues.lm import checkpoint as ckpt
 from tongues.lm import pretrain as pt
@@ -34,30 +34,7 @@ def fsdp_config(**overrides):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
-    tok, tokens = tokenized(root)
-    config = root / "pretrain.yaml"
-    config.write_text(yaml.safe_dump(fsdp_config().model_dump(exclude_none=True)))
-    reference = root / "reference"
-    pt.pretrain(fsdp_config(), {"tokens": (tokens, 1.0)}, tok, reference, seed=7, export=False)
-    return root, tok, tokens, config, reference
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-
-
-def _pretrain_args(tok, tokens, config, out, *extra):
-    return ["-m", "tongues", "pretrain", "--data", str(tokens), "--tokenizer", str(tok), "--out", str(out),
-            "--config", str(config), "--seed", "7", *extra]
-
-
-def torchrun(nproc: int, tok, tokens, config, out, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           *_pretrain_args(tok, tokens, config, out, *extra)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return (root, *reference_run(root, fsdp_config()))
 
 
 def close(a: list, b: list, rel: float = 1e-5) -> bool:
@@ -97,8 +74,8 @@ def test_a_rank_killed_mid_checkpoint_leaves_the_last_complete_one(setup, tmp_pa
     out = tmp_path / "killed"
     torchrun(2, tok, tokens, config, out, "--stop-after", "10")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           *_pretrain_args(tok, tokens, config, out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+           *pretrain_args(tok, tokens, config, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=quiet_env(), start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "checkpoints").glob(".step-00000015.tmp")):
         time.sleep(0.02)
@@ -116,8 +93,8 @@ def test_two_nodes_on_one_machine_and_the_slurm_script(setup, tmp_path):
     port = 29513
     base = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
             "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=tongues-test"]
-    procs = [subprocess.Popen([*base, f"--node_rank={r}", *_pretrain_args(tok, tokens, config, out)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True) for r in (0, 1)]
+    procs = [subprocess.Popen([*base, f"--node_rank={r}", *pretrain_args(tok, tokens, config, out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=quiet_env(), text=True) for r in (0, 1)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]
     assert close(losses(out), losses(reference))
@@ -180,7 +157,7 @@ def test_the_slurm_script_runs_through_a_stand_in_srun(tmp_path):
         (bin_dir / tool).chmod(0o755)
     script = write_slurm_script(tmp_path / "pretrain.sbatch", recipe=str(recipe), model="m", nodes=2, gpus_per_node=1,
                                 accelerate_config="fsdp", port=29517, workdir=tmp_path)
-    env = {**_env(), "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+    env = {**quiet_env(), "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
            "SLURM_JOB_NODELIST": "node[0-1]", "SLURM_JOB_NUM_NODES": "2", "SRUN_LOGS": str(tmp_path)}
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     logs = "".join((tmp_path / f"node{n}.log").read_text()[-2000:] for n in (0, 1) if (tmp_path / f"node{n}.log").exists())
@@ -206,8 +183,8 @@ def test_deepspeed_zero2_on_cpu_processes_trains_like_one_process(setup, tmp_pat
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     zero2 = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "deepspeed_zero2.yaml"
     cmd = [launcher, "launch", "--config_file", str(zero2), "--num_processes", "2",
-           *_pretrain_args(tok, tokens, cfg, out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**_env(), "DS_ACCELERATOR": "cpu"})
+           *pretrain_args(tok, tokens, cfg, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**quiet_env(), "DS_ACCELERATOR": "cpu"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert json.loads((out / "parallel.json").read_text())["processes"] == 2
     assert close(losses(out), losses(single), rel=1e-2)  # bf16: reduction order moves the last digits

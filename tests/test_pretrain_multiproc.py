@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
+import pretrain_fixtures as fixtures
 import pytest
-import yaml
-from pretrain_fixtures import losses, tiny_config, tokenized
+from pretrain_fixtures import losses, reference_run, tiny_config
 
 from tongues.lm import checkpoint as ckpt
 from tongues.lm import pretrain as pt
@@ -19,23 +16,11 @@ from tongues.lm import pretrain as pt
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mp")
-    tok, tokens = tokenized(root)
-    config = root / "pretrain.yaml"
-    config.write_text(yaml.safe_dump(tiny_config().model_dump(exclude_none=True)))
-    reference = root / "reference"
-    pt.pretrain(tiny_config(), {"tokens": (tokens, 1.0)}, tok, reference, seed=7, export=False)
-    return tok, tokens, config, reference
+    return reference_run(tmp_path_factory.mktemp("mp"), tiny_config())
 
 
-def torchrun(nproc: int, tok, tokens, config, out, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "tongues", "pretrain", "--data", str(tokens), "--tokenizer", str(tok), "--out", str(out),
-           "--config", str(config), "--seed", "7", "--no-export", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+def torchrun(nproc: int, tok, tokens, config, out, *extra: str):
+    return fixtures.torchrun(nproc, tok, tokens, config, out, "--no-export", *extra, timeout=300)
 
 
 def records(run_dir) -> dict[int, dict]:

@@ -9,7 +9,10 @@ a re-run), and the same text lands in the same split in every corpus that holds 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TypeVar
 
+T = TypeVar("T")
 HELDOUT_SHARE = 0.2  # the share of embedded conversations, preferences and caption pairs held out
 TRAIN = "train"
 VALIDATION = "validation"
@@ -30,3 +33,9 @@ def in_heldout(record_id: str, share: float = HELDOUT_SHARE) -> bool:
     so adding records never moves old ones. Training stages train on the rest; eval scores only these."""
     digest = int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:8], 16)
     return digest / 0xFFFFFFFF < share
+
+
+def heldout_split(items: list[T], key: Callable[[T], str], share: float = HELDOUT_SHARE) -> tuple[list[T], list[T]]:
+    """(train, held-out) of `items` by `in_heldout` of each item's `key`."""
+    held = [in_heldout(key(item), share) for item in items]
+    return [x for x, h in zip(items, held, strict=True) if not h], [x for x, h in zip(items, held, strict=True) if h]

@@ -67,11 +67,9 @@ def read_parallel(paths: list[str | Path]) -> list[tuple[str, str]]:
 
 def split_pairs(pairs: list[tuple[str, str]], share: float = 0.2) -> tuple[list, list]:
     """(train, held-out) by a stable hash of the English side (the instruct sets' rule)."""
-    from tongues.data.split import in_heldout
+    from tongues.data.split import heldout_split
 
-    train = [p for p in pairs if not in_heldout(p[0], share)]
-    held = [p for p in pairs if in_heldout(p[0], share)]
-    return train, held
+    return heldout_split(pairs, lambda pair: pair[0], share)
 
 
 # ---- teachers ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tongues.data.split import HELDOUT_SHARE, in_heldout
+from tongues.data.split import HELDOUT_SHARE, heldout_split, in_heldout
 from tongues.errors import DataError
 
 EMBEDDED = "embedded:"
@@ -258,8 +258,7 @@ def _answer(value: Any, where: str, key: str) -> str:
 
 def split_records(records: list[Any], share: float = HELDOUT_SHARE) -> tuple[list[Any], list[Any]]:
     """(train, held-out) by `in_heldout` of each record's id."""
-    train = [r for r in records if not in_heldout(r.id, share)]
-    held = [r for r in records if in_heldout(r.id, share)]
+    train, held = heldout_split(records, lambda r: r.id, share)
     if not train:
         raise DataError(f"all {len(records)} records fell in the held-out share {share}; add data")
     return train, held

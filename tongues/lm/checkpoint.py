@@ -106,10 +106,9 @@ def _save_optimizer(accelerator: Any, model: Any, optimizer: Any, path: Path) ->
         model.save_checkpoint(str(path / "deepspeed"), tag="state")  # every rank writes its shard
         return
     if _is_fsdp(accelerator):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        state = get_optimizer_state_dict(model, optimizer.optimizer, options=options)  # the FSDP-wrapped root
+        state = get_optimizer_state_dict(model, _inner(optimizer), options=_full_options())  # the FSDP-wrapped root
     else:
         state = optimizer.state_dict()
     if accelerator.is_main_process:
@@ -122,10 +121,22 @@ def full_state_dict(accelerator: Any, model: Any) -> dict[str, torch.Tensor]:
     from tongues.lm.sharding import is_sharded
 
     if is_sharded(model):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_model_state_dict(model, options=_full_options())
     return accelerator.get_state_dict(model)
+
+
+def _full_options() -> Any:
+    """Whole (unsharded) state dicts, gathered to CPU on the main process."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def _inner(optimizer: Any) -> Any:
+    """The torch optimizer inside accelerate's wrapper (or the optimizer itself)."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def save_checkpoint(
@@ -229,7 +240,7 @@ def _save_sharded(model: Any, optimizer: Any, path: Path) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    model_sd, optim_sd = get_state_dict(model, getattr(optimizer, "optimizer", optimizer))
+    model_sd, optim_sd = get_state_dict(model, _inner(optimizer))
     dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path / "dcp"))
 
 
@@ -238,7 +249,7 @@ def _load_sharded(model: Any, optimizer: Any, path: Path) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    inner = getattr(optimizer, "optimizer", optimizer)
+    inner = _inner(optimizer)
     model_sd, optim_sd = get_state_dict(model, inner)
     state = {"model": model_sd, "optimizer": optim_sd}
     dcp.load(state, checkpoint_id=str(path / "dcp"))
@@ -252,21 +263,14 @@ def load_training_state(path: str | Path, accelerator: Any, model: Any, optimize
     path = Path(path)
     if (path / "dcp").is_dir():
         _load_sharded(model, optimizer, path)
-    elif is_sharded(model):  # an FSDP run resuming a checkpoint written unsharded
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-        full = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer), full,
-                                 options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     elif _is_deepspeed(accelerator):
         model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
     else:
         state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        if _is_fsdp(accelerator):
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        if _is_fsdp(accelerator) or is_sharded(model):  # a full optimizer state into FSDP shards
+            from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            set_optimizer_state_dict(model, optimizer.optimizer, state, options=options)
+            set_optimizer_state_dict(model, _inner(optimizer), state, options=_full_options())
         else:
             optimizer.load_state_dict(state)
     rngs = json.loads((path / "rng.json").read_text(encoding="utf-8"))

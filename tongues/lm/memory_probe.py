@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tongues.lm.loss import install_chunked_loss
+from tongues.lm.sharding import enable_activation_checkpointing
 from tongues.plan.memory import check_loss, default_chunk, precision_bytes
 from tongues.plan.shapes import ModelShape
 
@@ -42,9 +43,8 @@ def measure_step_peak(
     model = LlamaForCausalLM(shape.llama_config())
     if precision == "bf16":
         model = model.to(torch.bfloat16)
-    if checkpointing:  # transformers 5 renamed it; older releases have only the first name
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
+    if checkpointing:
+        enable_activation_checkpointing(model)
         model.config.use_cache = False
     model.train()
     if loss == "chunked":

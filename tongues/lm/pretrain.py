@@ -351,15 +351,12 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
             raise ConfigError(f"{resume} was written by a run with different data settings ({saved['run_key']}); "
                               f"now {run_key}: use another --out directory, or delete {ckpt_root}")
         ckpt.load_model_weights(resume, model)
+    from tongues.lm.sharding import apply_fsdp, enable_activation_checkpointing, local_parameter_count
+
     if cfg.activation_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model, use_reentrant=False)
     fsdp = cfg.strategy == "fsdp" and world > 1
     if fsdp:  # sharded before the optimizer is made: it then holds the shards' states
-        from tongues.lm.sharding import apply_fsdp
-
         apply_fsdp(model, world, accelerator.device, cfg.reshard_after_forward, bf16)
         optimizer = accelerator.prepare(make_optimizer(model, cfg))
     else:
@@ -374,14 +371,11 @@ def _pretrain(cfg: PretrainConfig, data: dict[str, tuple[str | Path, float]], to
         best = saved.get("best", best)
         early = bool(saved.get("early_stopped"))
     log = MetricsLog(out_dir, main, cfg.tensorboard, step)
-    from tongues.lm.sharding import local_parameter_count
-
     local = gather_object([local_parameter_count(model)])
-    if main:
+    if main:  # a DTensor's numel() is its global size: `parameters` is the whole model's either way
         write_json(out_dir / "parallel.json", {"strategy": cfg.strategy if world > 1 else "single", "processes": world,
                                                "local_parameters": local,
-                                               "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-                                               if not fsdp else None})
+                                               "parameters": sum(p.numel() for p in model.parameters())})
     tokens_per_step = global_batch * cfg.seq_len
     fpt = flops_per_token(model_cfg, cfg.seq_len)
     peak = cfg.peak_flops or (peak_flops(accelerator.device, torch.bfloat16 if bf16 else torch.float32) if main else None)

@@ -28,6 +28,15 @@ def apply_fsdp(model: Any, world: int, device: torch.device, reshard_after_forwa
     return model
 
 
+def enable_activation_checkpointing(model: Any, **kwargs: Any) -> None:
+    """Recompute each decoder layer's activations in backward (transformers 5 renamed the method;
+    older releases have only gradient_checkpointing_enable)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs or None)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs or None)
+
+
 def local_parameter_count(model: Any) -> int:
     """Parameter elements stored on this process (a DTensor counts its local shard only)."""
     from torch.distributed.tensor import DTensor
@@ -44,4 +53,4 @@ def is_sharded(model: Any) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters())
 
 
-__all__ = ["apply_fsdp", "is_sharded", "local_parameter_count"]
+__all__ = ["apply_fsdp", "enable_activation_checkpointing", "is_sharded", "local_parameter_count"]
