@@ -322,3 +322,17 @@ def test_eval_chat_task_answers_the_held_out_conversations(tmp_path):
     assert set(outcome.metrics) >= {"language_consistency", "language_consistency_mean", "chrf"}
     assert 0 <= outcome.metrics["language_consistency"] <= 1 and len(outcome.records) == outcome.n_items
     assert "ko_chat" not in embedded_tasks(["ko"]) and "ko_chat" in embedded_tasks(["ko"], chat=True)
+
+
+def test_a_saved_stage_model_keeps_the_bases_sentencepiece_model(tmp_path):
+    """The chat stages' models carry the base's tokenizer.model (GGUF export and SentencePiece users
+    read it; the vocabulary does not change in training)."""
+    from transformers import AutoModelForCausalLM
+
+    from tongues.instruct.training import load_tokenizer, save_model
+
+    base = make_tiny_model(tmp_path / "base")
+    (base / "tokenizer.model").write_bytes(b"sentencepiece model bytes")
+    out = save_model(AutoModelForCausalLM.from_pretrained(base), load_tokenizer(base), tmp_path / "sft", stage="sft",
+                     base=base, data=["embedded:ko"], metrics={}, card="card")
+    assert (out / "tokenizer.model").read_bytes() == b"sentencepiece model bytes"

@@ -253,7 +253,7 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, *, stage: str, base: P
             eos = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id}
             GenerationConfig(bos_token_id=gen.bos_token_id, eos_token_id=sorted(eos), pad_token_id=tokenizer.pad_token_id,
                              do_sample=False, max_new_tokens=128).save_pretrained(tmp)
-        for name in ("tongues_tokenizer.json",):
+        for name in ("tongues_tokenizer.json", "tokenizer.model"):  # the SentencePiece model: GGUF export reads it
             if (base / name).exists():
                 shutil.copy2(base / name, tmp / name)
         write_json(tmp / LINEAGE, lineage)
