@@ -176,3 +176,34 @@ def test_cli_exports_gguf(model_dir, tmp_path, capsys):
     assert "q8_0" in capsys.readouterr().out and (tmp_path / "m.gguf").stat().st_size > 0
     assert main(["export", "--model", str(model_dir), "--format", "gguf", "--quant", "q3", "--out", "x"]) == 2
     assert "supported quantizations" in capsys.readouterr().err
+
+
+def test_a_recipe_gguf_entry_is_a_stage_after_its_model(model_dir, tmp_path):
+    """`gguf:` in a recipe: a model's entry follows its last stage, a student's its distill stage; the
+    stage writes one file per quantization with those weight types; an unknown name is one line."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    from tongues.config import Recipe
+    from tongues.lm.gguf_export import run_stage
+    from tongues.run import StageContext, build_stages
+    from tongues.schema import validate
+
+    data = {"name": "r", "corpora": {"ko": {"lang": "ko", "sources": ["embedded:ko"], "license": "CC-BY-4.0"}},
+            "tokenizers": {"ko": {"corpora": ["ko"]}}, "models": {"ko": {"tokenizer": "ko", "corpora": {"ko": 1.0}}},
+            "students": {"small": {"teacher": "ko", "layers": 1}},
+            "gguf": {"ko": {"quants": ["f16", "q4_0"]}, "small": {}}}
+    recipe = validate(Recipe, data, "r.yaml")
+    stages = {s.name: s for s in build_stages(recipe)}
+    order = list(stages)
+    assert stages["gguf-ko"].inputs == ["pretrain-ko"] and stages["gguf-small"].inputs == ["distill-small"]
+    assert order.index("gguf-ko") > order.index("pretrain-ko") and stages["gguf-small"].config.quants == ["q8_0"]
+    metrics = run_stage(StageContext(stages["gguf-ko"], recipe, tmp_path, {"pretrain-ko": model_dir.parent}, 0))
+    assert sorted(metrics["files"]) == ["f16", "q4_0"]
+    for quant, want in (("f16", GGMLQuantizationType.F16), ("q4_0", GGMLQuantizationType.Q4_0)):
+        reader = GGUFReader(metrics["files"][quant])
+        weight = next(t for t in reader.tensors if t.name == "blk.0.attn_q.weight")
+        assert weight.tensor_type == want
+    with pytest.raises(ConfigError, match=r"gguf: 'kx' is not defined \(defined: ko, small\)"):
+        validate(Recipe, {**data, "gguf": {"kx": {}}}, "r.yaml")
+    with pytest.raises(ConfigError, match=r"gguf\.ko\.quants"):
+        validate(Recipe, {**data, "gguf": {"ko": {"quants": ["q5_k"]}}}, "r.yaml")

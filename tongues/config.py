@@ -19,7 +19,7 @@ from tongues.distill.config import EncoderStageConfig, StudentConfig
 from tongues.errors import ConfigError
 from tongues.eval.config import EvalConfig
 from tongues.instruct.config import InstructConfig
-from tongues.lm.config import PretrainConfig
+from tongues.lm.config import GgufConfig, PretrainConfig
 from tongues.plan.config import PlanConfig
 from tongues.schema import StrictModel, ref_error, validate  # noqa: F401  (validate: the public helper)
 from tongues.tokenizers.config import TokenizerConfig
@@ -48,6 +48,8 @@ class Recipe(StrictModel):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     students: dict[str, StudentConfig] = Field(default_factory=dict)
     encoders: dict[str, EncoderStageConfig] = Field(default_factory=dict)
+    # GGUF files for llama.cpp-family runtimes: key a model (its last stage), model:stage, or a student.
+    gguf: dict[str, GgufConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Recipe:
@@ -69,6 +71,9 @@ class Recipe(StrictModel):
         for name, enc in self.encoders.items():
             if "/" not in enc.student and enc.student not in self.models:
                 raise ref_error(f"encoders.{name}.student", enc.student, self.models)
+        for name in self.gguf:
+            if name not in self.students and name.split(":", 1)[0] not in self.models:
+                raise ref_error("gguf", name, {**self.models, **self.students})
         return self
 
     @property

@@ -111,10 +111,30 @@ def build_stages(recipe: Recipe) -> list[Stage]:
             )
         stages += instruct_stages(name, model)
     stages += distill_stages(recipe, {s.name for s in stages})
+    stages += gguf_stages(recipe, {s.name for s in stages})
     for name, enc in recipe.encoders.items():
         student = f"pretrain-{enc.student}" if enc.student in recipe.models else None
         stages.append(Stage(f"encoder-{name}", "encoder", "tongues.distill.stage:run_encoder_stage", enc,
                             inputs=[student] if student else [], extra={"student_input": student}))
+    return stages
+
+
+def gguf_stages(recipe: Recipe, known: set[str]) -> list[Stage]:
+    """`gguf-<name>` for every `gguf:` entry: a student's model, or a recipe model's (last) stage's."""
+    from tongues.distill.stage import teacher_stage
+
+    stages = []
+    for name, cfg in recipe.gguf.items():
+        if name in recipe.students:
+            source, subdir = f"distill-{name}", "student/model"
+        else:
+            source, subdir = teacher_stage(recipe, name), "model"
+        if source not in known:
+            from tongues.errors import ConfigError
+
+            raise ConfigError(f"gguf.{name}: names stage {source}, which the recipe does not have")
+        stages.append(Stage(f"gguf-{name.replace(':', '-')}", "gguf", "tongues.lm.gguf_export:run_stage", cfg,
+                            inputs=[source], extra={"source_input": source, "model_subdir": subdir}))
     return stages
 
 

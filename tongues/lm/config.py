@@ -8,6 +8,8 @@ from pydantic import Field
 
 from tongues.schema import StrictModel
 
+Quant = Literal["f16", "q8_0", "q4_0"]  # GGUF weight types tongues writes (tongues.lm.gguf_export)
+
 
 class PretrainConfig(StrictModel):
     """The pretraining loop's knobs; anything left out is derived from the plan.
@@ -62,3 +64,9 @@ class PretrainConfig(StrictModel):
     max_bad_steps: int = Field(5, ge=1)  # this many skipped steps in a row stop the run
     num_threads: int | None = Field(None, gt=0)  # torch CPU threads (default: torch's choice)
     peak_flops: float | None = Field(None, gt=0)  # per device, for MFU (default: GPU table / CPU measurement)
+
+
+class GgufConfig(StrictModel):
+    """`gguf:` in a recipe: GGUF files of a model (its last stage, or `model:stage`) or of a student."""
+
+    quants: list[Quant] = Field(default_factory=lambda: ["q8_0"], min_length=1)

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from tongues.errors import ConfigError, DataError
+from tongues.lm.config import Quant
 from tongues.manifest import atomic_path
 
-QUANTS = ("f16", "q8_0", "q4_0")
+QUANTS: tuple[str, ...] = get_args(Quant)
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -178,4 +179,14 @@ def _chat_template(model_dir: Path) -> str | None:
     return None
 
 
-__all__ = ["QUANTS", "export_gguf"]
+def run_stage(ctx: Any) -> dict[str, Any]:
+    """Recipe stage "gguf-<name>": one <name>.<quant>.gguf per quantization of the source stage's model."""
+    source = ctx.inputs[ctx.stage.extra["source_input"]] / ctx.stage.extra["model_subdir"]
+    name = ctx.stage.name.removeprefix("gguf-")
+    files = {q: export_gguf(source, Path(ctx.out_dir) / f"{name}.{q}.gguf", q) for q in ctx.config.quants}
+    sizes = {q: round(f.stat().st_size / 2**20, 3) for q, f in files.items()}
+    return {"files": {q: str(f) for q, f in files.items()}, "mib": sizes, "source": str(source),
+            "headline": ", ".join(f"{q} {mib:.2f} MiB" for q, mib in sizes.items()) + f" from {source}"}
+
+
+__all__ = ["QUANTS", "export_gguf", "run_stage"]
