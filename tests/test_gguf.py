@@ -207,3 +207,26 @@ def test_a_recipe_gguf_entry_is_a_stage_after_its_model(model_dir, tmp_path):
         validate(Recipe, {**data, "gguf": {"kx": {}}}, "r.yaml")
     with pytest.raises(ConfigError, match=r"gguf\.ko\.quants"):
         validate(Recipe, {**data, "gguf": {"ko": {"quants": ["q5_k"]}}}, "r.yaml")
+
+
+def test_a_unigram_tokenizer_warns_that_llama_cpp_may_split_differently(model_dir, exported, tmp_path):
+    """llama.cpp's SentencePiece tokenizer is exact for BPE vocabularies only: a unigram one is flagged."""
+    import shutil
+    import warnings
+
+    from tongues.lm.gguf_export import export_gguf
+    from tongues.resources import embedded_corpus_path
+    from tongues.tokenizers.train import resolve_sources, train_tokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fixture's BPE tokenizer: no warning
+        export_gguf(model_dir, tmp_path / "bpe.gguf", "f16")
+    text = tmp_path / "ko.txt"
+    text.write_text("\n".join(embedded_corpus_path("ko").read_text(encoding="utf-8").split("\n\n")[:60]), encoding="utf-8")
+    train_tokenizer(resolve_sources([f"ko={text}"], ["ko"]), tmp_path / "uni", vocab_size=2048, model_type="unigram",
+                    progress=False, log=None)
+    unigram = tmp_path / "model"
+    shutil.copytree(model_dir, unigram)
+    shutil.copy2(tmp_path / "uni" / "tokenizer.model", unigram / "tokenizer.model")
+    with pytest.warns(UserWarning, match="unigram tokenizer.*exact for BPE models only"):
+        export_gguf(unigram, tmp_path / "unigram.gguf", "f16")

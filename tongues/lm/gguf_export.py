@@ -17,6 +17,7 @@ Written to a temporary file, then renamed.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, get_args
 
@@ -125,6 +126,11 @@ def export_gguf(model_dir: str | Path, out: str | Path, quant: str = "f16") -> P
         writer.add_vocab_size(config["vocab_size"])
         writer.add_file_type(int(ftype))
         pieces, scores, types = _vocabulary(model_dir, config["vocab_size"])
+        if _is_unigram(model_dir / "tokenizer.model"):
+            warnings.warn(f"{model_dir}: a SentencePiece unigram tokenizer. llama.cpp's SentencePiece tokenizer merges "
+                          "pieces by score, exact for BPE models only: it may split some text differently from "
+                          "SentencePiece (the ids stay valid). Train the tokenizer with model_type bpe for exact "
+                          "llama.cpp tokenization.", stacklevel=2)
         writer.add_tokenizer_model("llama")
         writer.add_tokenizer_pre("default")
         writer.add_token_list(pieces)
@@ -167,6 +173,14 @@ def export_gguf(model_dir: str | Path, out: str | Path, quant: str = "f16") -> P
         writer.write_tensors_to_file()
         writer.close()
     return out
+
+
+def _is_unigram(spm_file: Path) -> bool:
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(spm_file.read_bytes())
+    return proto.trainer_spec.model_type == sentencepiece_model_pb2.TrainerSpec.UNIGRAM
 
 
 def _chat_template(model_dir: Path) -> str | None:
