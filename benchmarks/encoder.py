@@ -36,6 +36,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", required=True, help="all-MiniLM-L6-v2 directory (or another text encoder)")
     parser.add_argument("--run", default="runs/demo", help="the run whose pretrain-<lang>/model are the students")
+    parser.add_argument("--student", default=None,
+                        help="one model directory as every language's student (e.g. runs/bench/pretrain-multi/model)")
+    parser.add_argument("--joint", action="store_true",
+                        help="with --student: one encoder trained on every language's pairs, scored per language")
     parser.add_argument("--langs", default="ko,hi,vi")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--no-write", action="store_true")
@@ -53,22 +57,34 @@ def main() -> int:
 
     teacher = load_teacher(args.teacher)
     rows = []
-    for lang in args.langs.split(","):
-        student = Path(args.run) / f"pretrain-{lang}" / "model"
-        files = [RESOURCES / "parallel" / f"en-{lang}.tsv", *(PARALLEL / f for f in TRAIN[lang])]
+    langs = args.langs.split(",")
+    if args.joint and not args.student:
+        parser.error("--joint needs --student (one model for every language)")
+
+    def files_of(lang: str) -> list[str]:
+        return [str(RESOURCES / "parallel" / f"en-{lang}.tsv"), *(str(PARALLEL / f) for f in TRAIN[lang])]
+
+    groups = [langs] if args.joint else [[lang] for lang in langs]
+    for group in groups:
+        student = args.student or str(Path(args.run) / f"pretrain-{group[0]}" / "model")
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            trained = train_encoder(EncoderJob(teacher=args.teacher, student=str(student),
-                                               parallel=[str(f) for f in files], out=Path(tmp), steps=args.steps),
+            trained = train_encoder(EncoderJob(teacher=args.teacher, student=student,
+                                               parallel=[f for lang in group for f in files_of(lang)], out=Path(tmp),
+                                               steps=args.steps),
                                     log=lambda m: print(f"  {m}", flush=True))
             seconds = time.perf_counter() - start
-            flores = read_parallel([PARALLEL / f"flores200.dev.en-{lang}.tsv"])
-            scored = retrieval(load_encoder(Path(tmp) / "encoder"), teacher, flores)
-        rows.append((lang, trained["train_pairs"], seconds, scored, trained))
-        print(lang, trained["train_pairs"], f"{seconds:.0f}s", scored, flush=True)
+            encoder = load_encoder(Path(tmp) / "encoder")
+            for lang in group:
+                scored = retrieval(encoder, teacher, read_parallel([PARALLEL / f"flores200.dev.en-{lang}.tsv"]))
+                rows.append((lang, trained["train_pairs"], seconds, scored, trained))
+                print(lang, trained["train_pairs"], f"{seconds:.0f}s", scored, flush=True)
     lines = ["## encoder", "", f"Prompt encoders against all-MiniLM-L6-v2, "
              f"{date.today().isoformat()}; `.venv/bin/python benchmarks/encoder.py --teacher {args.teacher} "
-             f"--run {args.run} --steps {args.steps}`. Students: the demo's pretrain-<lang> models; xx->en retrieval "
+             + (f"--student {args.student}" + (" --joint" if args.joint else "") if args.student else f"--run {args.run}")
+             + f" --steps {args.steps}`. Students: "
+             + (f"{args.student} (one encoder trained on all languages' pairs)" if args.joint else
+                args.student or "the demo's pretrain-<lang> models") + "; xx->en retrieval "
              f"on FLORES-200 dev (997 pairs, never trained on); goal R@1 >= {GOAL}.", "",
              "| lang | train pairs | train s | held-out 20% of the training sources: R@1 / R@10 (of n) | FLORES R@1 | "
              "FLORES R@10 | teacher on xx: R@1 / R@10 | prompts/s | goal |", "|---|---|---|---|---|---|---|---|---|"]
