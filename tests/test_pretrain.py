@@ -207,6 +207,35 @@ def test_compiled_run_with_chunked_loss_and_eager_attention_matches_eager_run(da
     assert runs[True] == pytest.approx(runs[False], rel=1e-3)
 
 
+def test_a_compiled_models_checkpoint_has_the_models_own_weight_names(tmp_path):
+    """accelerate keeps torch.compile's wrapper, whose state dict names every weight `_orig_mod.<name>`;
+    a checkpoint (and so the exported model) written from it must load into plain transformers with
+    every weight, and a checkpoint written with the wrapper's names must still resume."""
+    import torch
+    from accelerate import Accelerator
+    from safetensors.torch import load_file, save_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    model = LlamaForCausalLM(config)
+    accelerator = Accelerator(cpu=True)
+    compiled = torch.compile(model)  # lazy: nothing is compiled until a forward
+    assert all(k.startswith("_orig_mod.") for k in accelerator.get_state_dict(compiled))
+    opt = torch.optim.AdamW(model.parameters())
+    path = ckpt.save_checkpoint(accelerator, compiled, opt, tmp_path, 1, {"tokens": 0}, keep=1)
+    loaded = LlamaForCausalLM.from_pretrained(path / "model", use_safetensors=True)
+    for name, weight in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight), name
+
+    old = path / "model" / "model.safetensors"  # as compiled runs wrote it before
+    save_file({f"_orig_mod.{k}": v.contiguous() for k, v in load_file(old).items()}, old, metadata={"format": "pt"})
+    fresh = LlamaForCausalLM(config)
+    ckpt.load_model_weights(path, fresh)
+    assert torch.equal(fresh.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
 # ---- best-validation export, early stopping, dropout ---------------------------------------------
 
 

@@ -124,7 +124,16 @@ def full_state_dict(accelerator: Any, model: Any) -> dict[str, torch.Tensor]:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         return get_model_state_dict(model, options=_full_options())
-    return accelerator.get_state_dict(model)
+    return plain_keys(accelerator.get_state_dict(model))
+
+
+COMPILED = "_orig_mod."  # torch.compile's wrapper puts this in front of every weight name
+
+
+def plain_keys(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weight names of the model itself: a compiled model's state dict (accelerate keeps the
+    torch.compile wrapper) names every weight `_orig_mod.<name>`, which from_pretrained does not know."""
+    return {k.replace(COMPILED, ""): v for k, v in weights.items()}
 
 
 def _full_options() -> Any:
@@ -227,6 +236,7 @@ def load_model_weights(path: str | Path, model: torch.nn.Module, subdir: str = "
     weights: dict[str, torch.Tensor] = {}
     for f in files:
         weights.update(load_file(f))
+    weights = plain_keys(weights)  # checkpoints of compiled runs written before the names were fixed
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or ()) if model.config.tie_word_embeddings else set()
     if unexpected or set(missing) - tied:
