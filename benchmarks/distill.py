@@ -46,12 +46,14 @@ def main() -> int:
     parser.add_argument("--ffn", type=int, default=448,
                         help="the student's MLP width (the planner's 512 for 2.8M puts it just over 1/4 of the teacher)")
     parser.add_argument("--tokens", type=int, default=3_000_000, help="training tokens of each student")
+    parser.add_argument("--corpora", default=",".join(CORPORA), help="the run's prepared corpora the students train on")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     run = Path(args.run)
     teacher = run / "pretrain-multi" / "model"
     out = Path(args.out or f"{run}-distill")
-    data = [str(run / f"data-{c}") for c in CORPORA]
+    corpora = args.corpora.split(",")
+    data = [str(run / f"data-{c}") for c in corpora]
     sets = {"train_tokens": args.tokens, "seq_len": 256, "global_batch_tokens": 4096, "micro_batch_size": 8,
             "lr": 3e-3, "warmup_steps": 30, "eval_every": 100, "checkpoint_every": 200}
     init = out / "student_init"
@@ -77,7 +79,7 @@ def main() -> int:
              f"--tokens {args.tokens}` ({date.today().isoformat()}, 2 CPU cores, {wall / 60:.0f} min in all). Teacher: "
              f"the instruction benchmark's base ({m['teacher_params'] / 1e6:.1f}M parameters); students "
              f"{m['student_params'] / 1e6:.2f}M ({m['student_params'] / m['teacher_params']:.0%} of the teacher), "
-             f"{m['student_tokens']:,} tokens each of the prepared {', '.join(CORPORA)} corpora; KD = top-{m['kd']['k']} "
+             f"{m['student_tokens']:,} tokens each of the prepared {', '.join(corpora)} corpora; KD = top-{m['kd']['k']} "
              f"cached logits, alpha {m['kd']['alpha']}, {m['kd']['objective']}, T {m['kd']['temperature']}. "
              "Held-out bits per byte on the embedded heldout.txt of each language.", "",
              "| lang | teacher | KD student | scratch student | gap recovered | goal |", "|---|---|---|---|---|---|"]

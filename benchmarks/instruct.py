@@ -170,9 +170,9 @@ def main() -> int:
     base = run / "pretrain-multi" / "model"
     stage = {m: run / f"{m}-multi" for m in ("sft", "reward", "dpo", "grpo")}
     metrics = {m: json.loads((d / "metrics.json").read_text(encoding="utf-8")) for m, d in stage.items()}
-    pre = json.loads((run / "pretrain-multi" / "metrics.json").read_text(encoding="utf-8"))
     manifests = {d.name: json.loads((d / "manifest.json").read_text(encoding="utf-8"))
                  for d in [run / "pretrain-multi", *stage.values()] if (d / "manifest.json").is_file()}
+    pre = manifests["pretrain-multi"]["metrics"]
     beta = float(metrics["dpo"]["job"]["overrides"].get("beta", 0.1))
     scorer = RewardScorer.load(stage["reward"] / "model")
     answers = {"base": answers_by_id(stage["sft"])[0]}
@@ -199,9 +199,10 @@ def main() -> int:
                 speed[system].append(result)
                 print(system, result, flush=True)
     tps = {s: [x["tokens"] / x["seconds"] for x in v] for s, v in speed.items()}
-    ratios = [a / b for a, b in zip(tps["tongues"], tps["trl"], strict=True)]
-    ratio = sorted(ratios)[len(ratios) // 2]
-    loss = {s: sum(x["heldout_loss"] for x in v) / len(v) for s, v in speed.items()}
+    ratios = [a / b for a, b in zip(tps.get("tongues", []), tps.get("trl", []), strict=True)]
+    ratio = sorted(ratios)[len(ratios) // 2] if ratios else float("nan")
+    loss = {s: sum(x["heldout_loss"] for x in v) / len(v) for s, v in speed.items()} or {"tongues": float("nan"),
+                                                                                         "trl": float("nan")}
 
     def met(ok: bool) -> str:
         return "met" if ok else "NOT met"
@@ -229,6 +230,7 @@ def main() -> int:
             failures[kind].append(acc)
     lines += ["", "Reward model accuracy by failure kind (mean over languages): "
               + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(failures.items())) + ".", "",
+              "SFT speed: not measured (--sft-rounds 0)." if not ratios else
               f"SFT speed ({args.sft_rounds} alternating rounds, {args.sft_conversations} training conversations each, "
               f"fresh process per run): tongues {', '.join(f'{x:,.0f}' for x in tps['tongues'])} tokens/s, TRL defaults "
               f"{', '.join(f'{x:,.0f}' for x in tps['trl'])} tokens/s; median ratio {ratio:.2f}x; held-out answer loss "
