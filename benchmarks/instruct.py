@@ -57,7 +57,9 @@ def held_preferences(lang: str) -> list:
 
 
 def answer_logprob(model, tokenizer, prompt: list[dict], answer: str) -> float:
-    """Sum of log-probabilities of the assistant turn (its <|im_end|> included) after `prompt`."""
+    """Sum of log-probabilities of the assistant turn (its <|im_end|> included) after `prompt`: the tokens
+    the chat template's assistant mask marks, as TRL's DPO scores them (tongues.eval.scoring.Scorer's
+    text-pair split could cut the template's tokens differently at the turn boundary)."""
     import torch
 
     full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], return_dict=True,
@@ -185,10 +187,10 @@ def main() -> int:
         dpo_acc, dpo_margin = dpo_accuracy(stage["dpo"] / "model", stage["sft"] / "model", pairs, beta)
         texts = heldout_texts([lang])
         bpb_base, bpb_final = bits_per_byte(base, texts), bits_per_byte(stage["grpo"] / "model", texts)
+        rates = {m: consistency(convs, answers[m]) for m in answers}  # (rate, prompts judged)
         rows[lang] = {"pairs": rm["n"], "rm": rm["accuracy"], "rm_by_failure": rm["by_failure"], "dpo": dpo_acc,
                       "dpo_margin": dpo_margin, "bpb_base": bpb_base, "bpb_final": bpb_final,
-                      **{f"lc_{m}": consistency(convs, answers[m])[0] for m in answers},
-                      "prompts": consistency(convs, answers["grpo"])[1]}
+                      **{f"lc_{m}": rate for m, (rate, _) in rates.items()}, "prompts": rates["grpo"][1]}
         print(lang, rows[lang], flush=True)
     speed: dict[str, list] = defaultdict(list)
     sft_data = metrics["sft"]["job"]["data"]
